@@ -1,0 +1,14 @@
+//! Reading data: the EPITOME annotations, pairs to score, dataset splits, and rationale
+//! span alignment.
+
+pub mod align;
+mod epitome;
+mod error;
+mod pairs;
+mod split;
+
+pub use align::{char_slice, locate_spans, CharSpan};
+pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
+pub use error::DataError;
+pub use pairs::{InputFormat, Pair, PairReader};
+pub use split::{split_dev, Split};

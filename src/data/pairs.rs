@@ -1,0 +1,271 @@
+//! Pairs to score: CSV or JSONL with `seeker_post`, `response_post` and an optional `id`,
+//! read as a stream so that any file size runs in bounded memory.
+
+use super::error::{from_csv, DataError};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// A (seeker post, response post) pair to score.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Pair {
+    pub id: String,
+    pub seeker_post: String,
+    pub response_post: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    Csv,
+    Jsonl,
+}
+
+impl InputFormat {
+    /// `.jsonl`, `.ndjson` and `.json` are JSON lines; everything else is CSV.
+    pub fn from_path(path: &Path) -> Self {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("jsonl") | Some("ndjson") | Some("json") => InputFormat::Jsonl,
+            _ => InputFormat::Csv,
+        }
+    }
+}
+
+enum Source {
+    Csv {
+        records: csv::StringRecordsIntoIter<BufReader<File>>,
+        headers: Vec<String>,
+        id: Option<usize>,
+        seeker: usize,
+        response: usize,
+    },
+    Jsonl {
+        lines: std::io::Split<BufReader<File>>,
+        line: u64,
+    },
+}
+
+/// Iterator over the pairs of a file; the first error ends the stream.
+pub struct PairReader {
+    path: PathBuf,
+    source: Source,
+    count: u64,
+    failed: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonPair {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    seeker_post: String,
+    response_post: String,
+}
+
+impl PairReader {
+    pub fn open(path: &Path) -> Result<Self, DataError> {
+        let io = |source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        if file.metadata().map_err(io)?.len() == 0 {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+                expected: "seeker_post, response_post (and optionally id)".into(),
+            });
+        }
+        let source = match InputFormat::from_path(path) {
+            InputFormat::Jsonl => Source::Jsonl {
+                lines: BufReader::new(file).split(b'\n'),
+                line: 0,
+            },
+            InputFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .from_reader(BufReader::new(file));
+                let headers: Vec<String> = reader
+                    .headers()
+                    .map_err(|e| from_csv(path, &[], e))?
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .collect();
+                let find = |name: &str| headers.iter().position(|h| h == name);
+                let required = |name: &str| {
+                    find(name).ok_or_else(|| DataError::MissingColumn {
+                        path: path.to_path_buf(),
+                        column: name.to_owned(),
+                        found: headers.join(", "),
+                    })
+                };
+                Source::Csv {
+                    id: find("id"),
+                    seeker: required("seeker_post")?,
+                    response: required("response_post")?,
+                    records: reader.into_records(),
+                    headers,
+                }
+            }
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            source,
+            count: 0,
+            failed: false,
+        })
+    }
+
+    fn next_pair(&mut self) -> Option<Result<Pair, DataError>> {
+        let path = &self.path;
+        let n = self.count + 1;
+        match &mut self.source {
+            Source::Csv {
+                records,
+                headers,
+                id,
+                seeker,
+                response,
+            } => {
+                let record = match records.next()? {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(from_csv(path, headers, e))),
+                };
+                let get = |i: usize| record.get(i).unwrap_or("").to_owned();
+                Some(Ok(Pair {
+                    id: id.map(get).unwrap_or_else(|| n.to_string()),
+                    seeker_post: get(*seeker),
+                    response_post: get(*response),
+                }))
+            }
+            Source::Jsonl { lines, line } => loop {
+                let bytes = match lines.next()? {
+                    Ok(b) => b,
+                    Err(source) => {
+                        return Some(Err(DataError::Io {
+                            path: path.clone(),
+                            source,
+                        }))
+                    }
+                };
+                *line += 1;
+                let record_err = |message: String| DataError::Record {
+                    path: path.clone(),
+                    line: *line,
+                    message,
+                };
+                let text = match std::str::from_utf8(&bytes) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        return Some(Err(record_err(
+                            "invalid UTF-8; save the file as UTF-8".into(),
+                        )))
+                    }
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let parsed: JsonPair = match serde_json::from_str(text) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return Some(Err(record_err(format!(
+                            "not a JSON object with string fields seeker_post and response_post: {}",
+                            e.to_string().split(" at line").next().unwrap_or_default()
+                        ))))
+                    }
+                };
+                let id = match parsed.id {
+                    None | Some(serde_json::Value::Null) => n.to_string(),
+                    Some(serde_json::Value::String(s)) => s,
+                    Some(other) => other.to_string(),
+                };
+                return Some(Ok(Pair {
+                    id,
+                    seeker_post: parsed.seeker_post,
+                    response_post: parsed.response_post,
+                }));
+            },
+        }
+    }
+}
+
+impl Iterator for PairReader {
+    type Item = Result<Pair, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let item = self.next_pair();
+        match &item {
+            Some(Ok(_)) => self.count += 1,
+            Some(Err(_)) => self.failed = true,
+            None => {}
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p).unwrap().write_all(content).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_csv_with_multiline_quoted_field_and_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(
+            &dir,
+            "in.csv",
+            b"id,seeker_post,response_post\n7,\"two\nlines\",\"a, b\"\n",
+        );
+        let pairs: Vec<Pair> = PairReader::open(&csv).unwrap().map(|p| p.unwrap()).collect();
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].id, "7");
+        assert_eq!(pairs[0].seeker_post, "two\nlines");
+        let jsonl = write(
+            &dir,
+            "in.jsonl",
+            b"{\"seeker_post\":\"s\",\"response_post\":\"r\"}\n\n{\"id\":3,\"seeker_post\":\"s\",\"response_post\":\"r\"}\n",
+        );
+        let ids: Vec<String> = PairReader::open(&jsonl)
+            .unwrap()
+            .map(|p| p.unwrap().id)
+            .collect();
+        assert_eq!(ids, vec!["1", "3"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = write(&dir, "m.csv", b"id,seeker_post\n1,x\n");
+        let err = PairReader::open(&missing).err().unwrap().to_string();
+        assert!(err.contains("m.csv") && err.contains("response_post"), "{err}");
+
+        let bad_utf8 = write(&dir, "u.csv", b"seeker_post,response_post\nok,\xff\xfe\n");
+        let err = PairReader::open(&bad_utf8)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("response_post") && err.contains("UTF-8"), "{err}");
+
+        let bad_json = write(&dir, "b.jsonl", b"{\"seeker_post\":\"s\",\"response_post\":\"r\"}\n{\"seeker_post\": 3}\n");
+        let results: Vec<_> = PairReader::open(&bad_json).unwrap().collect();
+        assert_eq!(results.len(), 2);
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("b.jsonl, line 2"), "{err}");
+
+        let empty = write(&dir, "e.csv", b"");
+        assert!(PairReader::open(&empty).err().unwrap().to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Deterministic train/dev split, grouped by seeker post and stratified by level.
+
+use super::epitome::Example;
+use crate::mechanism::{Mechanism, NUM_LEVELS};
+use crate::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// The ids (see [`Example::id`]) on each side of a split; written into every bundle so that a
+/// published model comes with its published split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub seed: u64,
+    pub dev_fraction: f64,
+    pub train: Vec<String>,
+    pub dev: Vec<String>,
+}
+
+impl Split {
+    /// The examples of each side, in dataset order.
+    pub fn partition<'a>(&self, examples: &'a [Example]) -> (Vec<&'a Example>, Vec<&'a Example>) {
+        let dev: std::collections::HashSet<&str> = self.dev.iter().map(String::as_str).collect();
+        examples.iter().partition(|e| !dev.contains(e.id().as_str()))
+    }
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
+fn normalized(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Splits `examples` so that no seeker post is on both sides (same sp_id or same text up to
+/// whitespace and case), and each stratum keeps its share on the dev side. A group's stratum is
+/// its rarest (mechanism, level) class, so the rare classes that dominate macro-F1 (level 1 of IP
+/// and EX) are represented in dev.
+pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
+    let n = examples.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut first_by_key: HashMap<String, usize> = HashMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        for key in [format!("id:{}", e.sp_id), format!("text:{}", normalized(&e.seeker_post))] {
+            match first_by_key.get(&key) {
+                Some(&j) => {
+                    let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+                    parent[a] = b;
+                }
+                None => {
+                    first_by_key.insert(key, i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let root = find(&mut parent, i);
+        groups.entry(root).or_default().push(i);
+    }
+
+    let mut class_count = [[0usize; NUM_LEVELS]; 3];
+    for e in examples {
+        for m in Mechanism::ALL {
+            class_count[m.index()][e.label(m).level as usize] += 1;
+        }
+    }
+    let mut strata: BTreeMap<(usize, usize, usize), Vec<Vec<usize>>> = BTreeMap::new();
+    for members in groups.into_values() {
+        let rarest = members
+            .iter()
+            .flat_map(|&i| {
+                Mechanism::ALL.map(|m| {
+                    let level = examples[i].label(m).level as usize;
+                    (class_count[m.index()][level], m.index(), level)
+                })
+            })
+            .min()
+            .unwrap_or((0, 0, 0));
+        strata.entry(rarest).or_default().push(members);
+    }
+
+    let mut rng = SplitMix64::new(seed);
+    let mut is_dev = vec![false; n];
+    for groups in strata.values_mut() {
+        rng.shuffle(groups);
+        let total: usize = groups.iter().map(Vec::len).sum();
+        let target = (total as f64 * dev_fraction).round() as usize;
+        let mut taken = 0;
+        for g in groups.iter() {
+            if taken >= target {
+                break;
+            }
+            taken += g.len();
+            for &i in g {
+                is_dev[i] = true;
+            }
+        }
+    }
+    let (mut train, mut dev) = (Vec::new(), Vec::new());
+    for (e, d) in examples.iter().zip(is_dev) {
+        if d { dev.push(e.id()) } else { train.push(e.id()) }
+    }
+    Split {
+        seed,
+        dev_fraction,
+        train,
+        dev,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::MechanismLabel;
+
+    fn example(sp: usize, rp: usize, seeker: &str, levels: [u8; 3]) -> Example {
+        Example {
+            sp_id: sp.to_string(),
+            rp_id: rp.to_string(),
+            seeker_post: seeker.into(),
+            response_post: "r".into(),
+            labels: levels.map(|level| MechanismLabel { level, spans: vec![] }),
+        }
+    }
+
+    #[test]
+    fn grouped_by_seeker_deterministic_and_stratified() {
+        let mut examples = Vec::new();
+        for i in 0..200 {
+            let rare = if i % 10 == 0 { 1 } else { 0 };
+            examples.push(example(i, 2 * i, &format!("seeker {i}"), [0, rare, 2]));
+            // A second response to the same seeker post, and one whose text differs only in case.
+            examples.push(example(i, 2 * i + 1, &format!("Seeker  {i}"), [1, 0, 0]));
+        }
+        let a = split_dev(&examples, 0.2, 12);
+        let b = split_dev(&examples, 0.2, 12);
+        assert_eq!(a, b);
+        assert_ne!(a.dev, split_dev(&examples, 0.2, 13).dev);
+        assert_eq!(a.train.len() + a.dev.len(), examples.len());
+        let (train, dev) = a.partition(&examples);
+        let dev_seekers: std::collections::HashSet<_> = dev.iter().map(|e| &e.sp_id).collect();
+        assert!(train.iter().all(|e| !dev_seekers.contains(&e.sp_id)));
+        assert!((dev.len() as f64 - 80.0).abs() <= 4.0, "{}", dev.len());
+        let rare_in_dev = dev.iter().filter(|e| e.labels[1].level == 1).count();
+        assert_eq!(rare_in_dev, 4, "the rare class keeps its share");
+    }
+}

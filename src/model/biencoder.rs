@@ -1,0 +1,220 @@
+//! The multi-task bi-encoder of Sharma et al. (2020): a frozen seeker encoder, a fine-tuned
+//! responder encoder, one-head attention from response tokens to seeker tokens added
+//! residually, a level head on the first response token and a rationale head on every token.
+//!
+//! Names of the per-mechanism layers are the original code's (`attn.q_linear`,
+//! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
+//! by prefix alone.
+
+use crate::encoder::layers::{attention_bias, softmax_last_dim, Dropout, Linear, Mode};
+use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
+use crate::mechanism::{Mechanism, NUM_LEVELS};
+use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// Whether the three mechanisms share one fine-tuned responder encoder or have one each
+/// (the paper's setting: one model per mechanism).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponderSharing {
+    Shared,
+    Separate,
+}
+
+/// Everything needed to rebuild the model's layers, stored in the bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub mechanisms: Vec<Mechanism>,
+    pub responder: ResponderSharing,
+    /// Dropout in the attention and the heads.
+    pub dropout: f64,
+    /// Whether response tokens may attend to seeker padding. The original code passes no mask
+    /// (its inputs are padded to 64, so padding is attended); epitome masks it.
+    pub mask_seeker_padding: bool,
+}
+
+pub const SEEKER_PREFIX: &str = "seeker";
+pub const RESPONDER_PREFIX: &str = "responder";
+
+impl ModelConfig {
+    /// Weight-name prefix of the responder encoder used by `m`.
+    pub fn responder_prefix(&self, m: Mechanism) -> String {
+        match self.responder {
+            ResponderSharing::Shared => RESPONDER_PREFIX.to_owned(),
+            ResponderSharing::Separate => format!("{RESPONDER_PREFIX}.{}", m.code()),
+        }
+    }
+
+    pub fn responder_prefixes(&self) -> Vec<String> {
+        match self.responder {
+            ResponderSharing::Shared => vec![RESPONDER_PREFIX.to_owned()],
+            ResponderSharing::Separate => self
+                .mechanisms
+                .iter()
+                .map(|&m| self.responder_prefix(m))
+                .collect(),
+        }
+    }
+}
+
+/// One-head scaled dot-product attention from response tokens (queries) to seeker tokens.
+struct CrossAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    scale: f64,
+}
+
+impl CrossAttention {
+    fn load(vb: VarBuilder, hidden: usize) -> Result<Self> {
+        Ok(Self {
+            q: Linear::load(vb.pp("q_linear"), hidden, hidden)?,
+            k: Linear::load(vb.pp("k_linear"), hidden, hidden)?,
+            v: Linear::load(vb.pp("v_linear"), hidden, hidden)?,
+            out: Linear::load(vb.pp("out"), hidden, hidden)?,
+            scale: (hidden as f64).sqrt(),
+        })
+    }
+
+    fn forward(
+        &self,
+        response: &Tensor,
+        seeker: &Tensor,
+        seeker_bias: Option<&Tensor>,
+        dropout: Dropout,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let q = self.q.forward(response)?;
+        let k = self.k.forward(seeker)?;
+        let v = self.v.forward(seeker)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / self.scale)?;
+        let scores = match seeker_bias {
+            Some(bias) => scores.broadcast_add(bias)?,
+            None => scores,
+        };
+        let probs = dropout.forward(&softmax_last_dim(&scores)?, mode)?;
+        self.out.forward(&probs.matmul(&v)?)
+    }
+}
+
+struct MechanismLayers {
+    mechanism: Mechanism,
+    responder: usize,
+    attention: CrossAttention,
+    level_dense: Linear,
+    level_out: Linear,
+    rationale: Linear,
+}
+
+/// Logits of one mechanism for a batch.
+pub struct MechanismLogits {
+    pub mechanism: Mechanism,
+    /// (batch, 3)
+    pub level: Tensor,
+    /// (batch, response tokens, 2)
+    pub rationale: Tensor,
+}
+
+pub struct BiEncoder {
+    seeker: Encoder,
+    responders: Vec<Encoder>,
+    mechanisms: Vec<MechanismLayers>,
+    dropout: Dropout,
+    config: ModelConfig,
+    span: tracing::Span,
+}
+
+impl BiEncoder {
+    /// Builds the model from `vb`, whose names are laid out as described in the module docs.
+    pub fn load(vb: VarBuilder, encoder: &EncoderConfig, config: &ModelConfig) -> Result<Self> {
+        let hidden = encoder.hidden_size;
+        let seeker = Encoder::load(vb.pp(SEEKER_PREFIX), encoder)?;
+        let prefixes = config.responder_prefixes();
+        let responders = prefixes
+            .iter()
+            .map(|p| Encoder::load(vb.pp(p), encoder))
+            .collect::<Result<Vec<_>>>()?;
+        let mechanisms = config
+            .mechanisms
+            .iter()
+            .map(|&m| {
+                let mvb = vb.pp(m.code());
+                let head = mvb.pp("empathy_classifier");
+                let own = config.responder_prefix(m);
+                Ok(MechanismLayers {
+                    mechanism: m,
+                    responder: prefixes.iter().position(|p| *p == own).unwrap_or(0),
+                    attention: CrossAttention::load(mvb.pp("attn"), hidden)?,
+                    level_dense: Linear::load(head.pp("dense"), hidden, hidden)?,
+                    level_out: Linear::load(head.pp("out_proj"), hidden, NUM_LEVELS)?,
+                    rationale: Linear::load(mvb.pp("rationale_classifier"), hidden, 2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            seeker,
+            responders,
+            mechanisms,
+            dropout: Dropout::new(config.dropout),
+            config: config.clone(),
+            span: tracing::span!(tracing::Level::TRACE, "biencoder"),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Hidden states of the frozen seeker encoder. It never trains, so it runs without dropout
+    /// and its output can be computed once and reused by every mechanism and epoch.
+    pub fn encode_seekers(&self, batch: &TokenBatch) -> Result<Tensor> {
+        Ok(self.seeker.forward(batch, Mode::Infer)?.detach())
+    }
+
+    /// Logits for every mechanism, given the seeker states (batch, seeker tokens, hidden) and
+    /// their (batch, seeker tokens) mask.
+    pub fn forward(
+        &self,
+        seeker_states: &Tensor,
+        seeker_mask: &Tensor,
+        response: &TokenBatch,
+        mode: Mode,
+    ) -> Result<Vec<MechanismLogits>> {
+        let _enter = self.span.enter();
+        let bias = if self.config.mask_seeker_padding {
+            Some(attention_bias(seeker_mask)?)
+        } else {
+            None
+        };
+        let responses = self
+            .responders
+            .iter()
+            .map(|r| r.forward(response, mode))
+            .collect::<Result<Vec<_>>>()?;
+        self.mechanisms
+            .iter()
+            .map(|m| {
+                let hr = &responses[m.responder];
+                let attended =
+                    m.attention
+                        .forward(hr, seeker_states, bias.as_ref(), self.dropout, mode)?;
+                let hr = (hr + self.dropout.forward(&attended, mode)?)?;
+                let first = hr.i((.., 0, ..))?;
+                let x = self.dropout.forward(&first, mode)?;
+                let x = m.level_dense.forward(&x)?.relu()?;
+                let x = self.dropout.forward(&x, mode)?;
+                let level = m.level_out.forward(&x)?;
+                let rationale = m
+                    .rationale
+                    .forward(&self.dropout.forward(&hr, mode)?)?;
+                Ok(MechanismLogits {
+                    mechanism: m.mechanism,
+                    level,
+                    rationale,
+                })
+            })
+            .collect()
+    }
+}
