@@ -5,11 +5,21 @@
 //! Support" (EMNLP 2020). Data flows one way: [`data`] → [`text`] → [`encoder`]/[`model`] →
 //! [`train`]/[`metrics`]/[`predict`], with [`bundle`] as the on-disk model.
 
+pub mod bench;
+pub mod bundle;
 pub mod data;
 pub mod encoder;
+mod error;
+pub mod evaluate;
+pub mod features;
 pub mod mechanism;
+pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod rng;
 pub mod text;
+pub mod train;
 
 pub use mechanism::{Mechanism, NUM_LEVELS};
+
+pub use error::Error;

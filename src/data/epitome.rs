@@ -3,7 +3,7 @@
 use super::align::{locate_spans, split_rationales, CharSpan};
 use super::error::{from_csv, DataError};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,9 @@ pub struct MechanismLabel {
 /// One (seeker post, response post) pair with its annotations for the three mechanisms.
 #[derive(Clone, Debug)]
 pub struct Example {
+    /// 1 for a pair's first annotation, 2 for a repeated one (the release annotates a few pairs
+    /// twice).
+    pub occurrence: usize,
     pub sp_id: String,
     pub rp_id: String,
     pub seeker_post: String,
@@ -39,7 +42,10 @@ pub struct Example {
 impl Example {
     /// The identifier used in splits and outputs.
     pub fn id(&self) -> String {
-        format!("{}/{}", self.sp_id, self.rp_id)
+        match self.occurrence {
+            0 | 1 => format!("{}/{}", self.sp_id, self.rp_id),
+            n => format!("{}/{}#{n}", self.sp_id, self.rp_id),
+        }
     }
 
     pub fn label(&self, m: Mechanism) -> &MechanismLabel {
@@ -48,13 +54,15 @@ impl Example {
 }
 
 /// What loading found beyond the examples themselves: reported in logs and in the bundle.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoadReport {
     pub pairs: usize,
     /// Rationale spans in the files, per mechanism (ER, IP, EX).
     pub spans_total: [usize; 3],
     /// Spans that could not be located in the canonical response, per mechanism.
     pub spans_not_found: [usize; 3],
+    /// Rows that annotate a pair already annotated above.
+    pub repeated_annotations: usize,
     /// Pairs whose three copies of the response differ beyond whitespace.
     pub responses_differing_in_words: usize,
     /// SHA-256 of each file read, by file name.
@@ -173,27 +181,9 @@ pub fn load_epitome(dir: &Path) -> Result<Dataset, DataError> {
         per_mech.push((path, rows));
     }
 
-    // Join on (sp_id, rp_id), keeping the order of the first file.
-    let mut lookup: Vec<HashMap<(&str, &str), &Row>> = Vec::new();
-    for (path, rows) in &per_mech {
-        let mut map = HashMap::new();
-        for row in rows {
-            if map
-                .insert((row.sp_id.as_str(), row.rp_id.as_str()), row)
-                .is_some()
-            {
-                return Err(DataError::Record {
-                    path: path.clone(),
-                    line: row.line,
-                    message: format!(
-                        "pair (sp_id {}, rp_id {}) appears twice",
-                        row.sp_id, row.rp_id
-                    ),
-                });
-            }
-        }
-        lookup.push(map);
-    }
+    // The files annotate the same pairs in the same order; a few pairs were annotated twice
+    // (sometimes with different levels, as by two annotators), so rows are joined by position
+    // and both annotations are kept.
     let (first_path, first_rows) = &per_mech[0];
     for (path, rows) in &per_mech[1..] {
         if rows.len() != first_rows.len() {
@@ -209,26 +199,29 @@ pub fn load_epitome(dir: &Path) -> Result<Dataset, DataError> {
         }
     }
 
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     let mut examples = Vec::with_capacity(first_rows.len());
-    for row in first_rows {
-        let key = (row.sp_id.as_str(), row.rp_id.as_str());
-        let mut copies: Vec<&Row> = Vec::with_capacity(3);
-        for (m, map) in lookup.iter().enumerate() {
-            match map.get(&key) {
-                Some(r) => copies.push(r),
-                None => {
-                    return Err(DataError::Inconsistent {
-                        path: per_mech[m].0.clone(),
-                        message: format!(
-                            "has no row for sp_id {}, rp_id {} (line {} of {})",
-                            row.sp_id,
-                            row.rp_id,
-                            row.line,
-                            first_path.display()
-                        ),
-                    })
-                }
+    for (i, row) in first_rows.iter().enumerate() {
+        let copies: Vec<&Row> = per_mech.iter().map(|(_, rows)| &rows[i]).collect();
+        for ((path, _), c) in per_mech.iter().zip(&copies) {
+            if (c.sp_id.as_str(), c.rp_id.as_str()) != (row.sp_id.as_str(), row.rp_id.as_str()) {
+                return Err(DataError::Record {
+                    path: path.clone(),
+                    line: c.line,
+                    message: format!(
+                        "pair (sp_id {}, rp_id {}) where {} line {} has (sp_id {}, rp_id {}); the three files must list the same pairs in the same order",
+                        c.sp_id, c.rp_id, first_path.display(), row.line, row.sp_id, row.rp_id
+                    ),
+                });
             }
+        }
+        let occurrence = {
+            let n = seen.entry((row.sp_id.as_str(), row.rp_id.as_str())).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if occurrence > 1 {
+            report.repeated_annotations += 1;
         }
         if copies
             .iter()
@@ -260,6 +253,7 @@ pub fn load_epitome(dir: &Path) -> Result<Dataset, DataError> {
             }
         });
         examples.push(Example {
+            occurrence,
             sp_id: row.sp_id.clone(),
             rp_id: row.rp_id.clone(),
             seeker_post: row.seeker_post.clone(),

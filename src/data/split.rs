@@ -123,6 +123,7 @@ mod tests {
 
     fn example(sp: usize, rp: usize, seeker: &str, levels: [u8; 3]) -> Example {
         Example {
+            occurrence: 1,
             sp_id: sp.to_string(),
             rp_id: rp.to_string(),
             seeker_post: seeker.into(),

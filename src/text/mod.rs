@@ -1,5 +1,7 @@
 //! Tokenization with character offsets, from a Hugging Face `tokenizer.json`.
 
+pub mod labels;
+
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 

@@ -1,0 +1,241 @@
+//! The model bundle: a directory holding everything needed to score pairs.
+//!
+//! ```text
+//! bundle.json          format version, model and encoder configuration, training arguments,
+//!                      data hashes, the split, dev metrics, SHA-256 of every file
+//! encoder/             the pretrained encoder (config.json, tokenizer.json, model.safetensors);
+//!                      the frozen seeker encoder is this encoder unchanged
+//! weights.safetensors  the fine-tuned tensors (responder encoder(s), attention, heads)
+//! ```
+//! Saving assembles the directory beside its destination and renames it into place; loading
+//! verifies every hash and every tensor and names what is wrong.
+
+use crate::data::{LoadReport, Split};
+use crate::encoder::fetch::sha256_file;
+use crate::encoder::{EncoderConfig, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::params::ParamSource;
+use crate::model::{BiEncoder, ModelConfig, SEEKER_PREFIX};
+use crate::text::TextEncoder;
+use crate::Error;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const BUNDLE_FILE: &str = "bundle.json";
+pub const FINE_TUNED_FILE: &str = "weights.safetensors";
+pub const ENCODER_DIR: &str = "encoder";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{} is not a model bundle: it has no {BUNDLE_FILE} (train one with `epitome train --out DIR`)", dir.display())]
+    NotABundle { dir: PathBuf },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("{} is corrupt: its SHA-256 is {actual}, the bundle recorded {expected}; restore the file or train again", path.display())]
+    Corrupt {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{} lacks tensors the model needs: {}", path.display(), names.join(", "))]
+    MissingTensors { path: PathBuf, names: Vec<String> },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncoderInfo {
+    /// Where the encoder came from when the bundle was made (informative only).
+    pub source: String,
+    pub config: EncoderConfig,
+}
+
+/// Contents of `bundle.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BundleInfo {
+    pub format_version: u32,
+    pub epitome_version: String,
+    pub model: ModelConfig,
+    /// Maximum tokens of each post, specials included.
+    pub max_len: usize,
+    pub encoder: EncoderInfo,
+    /// The training arguments, as `epitome train` recorded them.
+    pub training: serde_json::Value,
+    pub data: Option<LoadReport>,
+    pub split: Option<Split>,
+    /// Dev-set metrics of the kept epoch, as `epitome eval --json` writes them.
+    pub dev_metrics: Option<serde_json::Value>,
+    /// SHA-256 of every file in the bundle, by path relative to the bundle.
+    pub files: BTreeMap<String, String>,
+}
+
+/// A bundle loaded and verified, ready to score.
+pub struct LoadedBundle {
+    pub info: BundleInfo,
+    pub model: BiEncoder,
+    pub text: TextEncoder,
+    pub pad_id: u32,
+    pub dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), Error> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).map_err(io_err(to))?;
+    }
+    Ok(())
+}
+
+/// Writes a bundle to `dest`, replacing any bundle there only once the new one is complete.
+pub fn save(
+    dest: &Path,
+    mut info: BundleInfo,
+    encoder: &PretrainedEncoder,
+    fine_tuned: &HashMap<String, Tensor>,
+) -> Result<(), Error> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| {
+        let enc_dir = staging.join(ENCODER_DIR);
+        std::fs::create_dir_all(&enc_dir).map_err(io_err(&enc_dir))?;
+        for file in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
+            link_or_copy(&encoder.dir.join(file), &enc_dir.join(file))?;
+        }
+        let weights = staging.join(FINE_TUNED_FILE);
+        candle_core::safetensors::save(fine_tuned, &weights)?;
+        info.files.clear();
+        for rel in [
+            format!("{ENCODER_DIR}/{CONFIG_FILE}"),
+            format!("{ENCODER_DIR}/{TOKENIZER_FILE}"),
+            format!("{ENCODER_DIR}/{WEIGHTS_FILE}"),
+            FINE_TUNED_FILE.to_owned(),
+        ] {
+            let path = staging.join(&rel);
+            info.files.insert(rel, sha256_file(&path).map_err(io_err(&path))?);
+        }
+        let json_path = staging.join(BUNDLE_FILE);
+        let json = serde_json::to_string_pretty(&info).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
+        Ok::<(), Error>(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = dest.exists();
+    if had_old {
+        std::fs::rename(dest, &old).map_err(io_err(dest))?;
+    }
+    std::fs::rename(&staging, dest).map_err(io_err(dest))?;
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Reads `bundle.json` alone, without loading or verifying weights.
+pub fn read_info(dir: &Path) -> Result<BundleInfo, Error> {
+    let path = dir.join(BUNDLE_FILE);
+    if !path.is_file() {
+        return Err(BundleError::NotABundle { dir: dir.to_path_buf() }.into());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let info: BundleInfo = serde_json::from_str(&text).map_err(|e| BundleError::Invalid {
+        path: path.clone(),
+        message: format!("not a valid bundle description: {e}"),
+    })?;
+    if info.format_version != FORMAT_VERSION {
+        return Err(BundleError::Invalid {
+            path,
+            message: format!(
+                "bundle format {} is not supported by this epitome (format {FORMAT_VERSION}); retrain or use a matching epitome",
+                info.format_version
+            ),
+        }
+        .into());
+    }
+    Ok(info)
+}
+
+/// Loads and verifies a bundle.
+pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, Error> {
+    let info = read_info(dir)?;
+    for (rel, expected) in &info.files {
+        let path = dir.join(rel);
+        let actual = sha256_file(&path).map_err(|e| BundleError::Invalid {
+            path: path.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if &actual != expected {
+            return Err(BundleError::Corrupt {
+                path,
+                expected: expected.clone(),
+                actual,
+            }
+            .into());
+        }
+    }
+    let encoder = PretrainedEncoder::open(&dir.join(ENCODER_DIR))?;
+    let pretrained = encoder.load_tensors(device)?;
+    let weights_path = dir.join(FINE_TUNED_FILE);
+    let fine_tuned = candle_core::safetensors::load(&weights_path, device).map_err(|e| {
+        BundleError::Invalid {
+            path: weights_path.clone(),
+            message: format!("cannot read the weights: {e}"),
+        }
+    })?;
+    let tensors = assemble(&info.model, pretrained, fine_tuned);
+    let source = ParamSource::load(tensors);
+    let model = BiEncoder::load(source.var_builder(device), &encoder.config, &info.model)?;
+    let missing = source.missing();
+    if !missing.is_empty() {
+        return Err(BundleError::MissingTensors {
+            path: weights_path,
+            names: missing,
+        }
+        .into());
+    }
+    let text = encoder.text_encoder(info.max_len)?;
+    Ok(LoadedBundle {
+        pad_id: encoder.config.pad_token_id,
+        info,
+        model,
+        text,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The model's full tensor map: the pretrained encoder as seeker and as the starting point of
+/// every responder, overlaid with the fine-tuned tensors. Tensors are shared, not copied.
+pub fn assemble(
+    model: &ModelConfig,
+    pretrained: HashMap<String, Tensor>,
+    fine_tuned: HashMap<String, Tensor>,
+) -> HashMap<String, Tensor> {
+    let mut out = HashMap::new();
+    let mut prefixes = model.responder_prefixes();
+    prefixes.push(SEEKER_PREFIX.to_owned());
+    for (name, t) in &pretrained {
+        for p in &prefixes {
+            out.insert(format!("{p}.{name}"), t.clone());
+        }
+    }
+    out.extend(fine_tuned);
+    out
+}

@@ -1,0 +1,106 @@
+//! Prediction: levels, probabilities and rationale spans for (seeker, response) pairs.
+
+mod output;
+mod scorer;
+
+pub use output::{OutputFormat, PredictionWriter};
+pub use scorer::{batch_of, MechanismScore, Scorer};
+
+use crate::data::{char_slice, Pair};
+use crate::mechanism::{Mechanism, NUM_LEVELS};
+use crate::text::labels::spans_from_tokens;
+use crate::text::{Encoded, TextEncoder};
+use serde::Serialize;
+
+/// A rationale span: `start`/`end` are char offsets into the response as given, so that the
+/// response's chars `start..end` are exactly `text`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rationale {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MechanismPrediction {
+    pub level: u8,
+    pub probs: [f32; NUM_LEVELS],
+    pub rationales: Vec<Rationale>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairPrediction {
+    pub id: String,
+    pub mechanisms: Vec<(Mechanism, MechanismPrediction)>,
+    /// Whether the seeker or the response post was cut at the model's maximum length.
+    pub truncated: bool,
+}
+
+impl PairPrediction {
+    /// The JSON object of the output format: `{"id": .., "ER": {..}, "IP": {..}, "EX": {..}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert("id".into(), self.id.clone().into());
+        for (m, p) in &self.mechanisms {
+            map.insert(m.code().into(), serde_json::to_value(p).unwrap_or_default());
+        }
+        map.insert("truncated".into(), self.truncated.into());
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Turns a score into a prediction with rationale spans in the response's char offsets.
+pub fn to_prediction(response: &str, encoded: &Encoded, score: &MechanismScore) -> MechanismPrediction {
+    let rationales = spans_from_tokens(encoded, &score.rationale_tokens)
+        .into_iter()
+        .map(|s| Rationale {
+            start: s.start,
+            end: s.end,
+            text: char_slice(response, s),
+        })
+        .collect();
+    MechanismPrediction {
+        level: score.level,
+        probs: score.probs,
+        rationales,
+    }
+}
+
+/// Tokenizes and scores a batch of pairs.
+pub fn predict_pairs(
+    scorer: &Scorer,
+    text: &TextEncoder,
+    pairs: &[Pair],
+) -> Result<Vec<PairPrediction>, crate::Error> {
+    let mut seekers = Vec::with_capacity(pairs.len());
+    let mut responses = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        seekers.push(text.encode(&p.seeker_post)?);
+        responses.push(text.encode(&p.response_post)?);
+    }
+    // Scoring pads each batch to its longest text: order by length so that batches are even.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (responses[i].len(), seekers[i].len()));
+    let mut results: Vec<Option<PairPrediction>> = vec![None; pairs.len()];
+    for chunk in order.chunks(BATCH) {
+        let s: Vec<&Encoded> = chunk.iter().map(|&i| &seekers[i]).collect();
+        let r: Vec<&Encoded> = chunk.iter().map(|&i| &responses[i]).collect();
+        let scores = scorer.score_encoded(&s, &r)?;
+        for (&i, pair_scores) in chunk.iter().zip(scores) {
+            let pair = &pairs[i];
+            results[i] = Some(PairPrediction {
+                id: pair.id.clone(),
+                mechanisms: pair_scores
+                    .iter()
+                    .map(|sc| (sc.mechanism, to_prediction(&pair.response_post, &responses[i], sc)))
+                    .collect(),
+                truncated: seekers[i].truncated || responses[i].truncated,
+            });
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Pairs scored together: large enough to keep the matrix kernels busy, small enough that
+/// padding to the longest text wastes little.
+pub const BATCH: usize = 32;

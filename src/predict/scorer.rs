@@ -1,0 +1,89 @@
+//! Batched inference: tokenized pairs in, levels, probabilities and rationale tokens out.
+
+use crate::encoder::layers::Mode;
+use crate::encoder::TokenBatch;
+use crate::mechanism::{Mechanism, NUM_LEVELS};
+use crate::model::BiEncoder;
+use crate::text::{Encoded, TextEncoder};
+use candle_core::{Device, Result};
+
+/// What the model says about one response for one mechanism.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MechanismScore {
+    pub mechanism: Mechanism,
+    pub level: u8,
+    pub probs: [f32; NUM_LEVELS],
+    /// One flag per response token. Tokens are flagged only when the predicted level is above 0:
+    /// rationales are the evidence for a level, and level 0 has none (as in the annotations).
+    pub rationale_tokens: Vec<bool>,
+}
+
+/// A model with the tokenizer it was trained with.
+pub struct Scorer<'a> {
+    pub model: &'a BiEncoder,
+    pub text: &'a TextEncoder,
+    pub pad_id: u32,
+    pub device: &'a Device,
+}
+
+impl Scorer<'_> {
+    /// Scores pairs already tokenized; returns, per pair, one score per model mechanism.
+    pub fn score_encoded(
+        &self,
+        seekers: &[&Encoded],
+        responses: &[&Encoded],
+    ) -> Result<Vec<Vec<MechanismScore>>> {
+        if seekers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seeker_batch = batch_of(seekers, self.pad_id, self.device)?;
+        let response_batch = batch_of(responses, self.pad_id, self.device)?;
+        let states = self.model.encode_seekers(&seeker_batch)?;
+        let logits = self
+            .model
+            .forward(&states, &seeker_batch.mask, &response_batch, Mode::Infer)?;
+        let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); seekers.len()];
+        for mech in &logits {
+            let level_logits: Vec<Vec<f32>> = mech.level.to_vec2()?;
+            let rationale = mech.rationale.argmax(2)?.to_vec2::<u32>()?;
+            for (i, row) in level_logits.iter().enumerate() {
+                let probs = softmax3(row);
+                let level = argmax(&probs) as u8;
+                let response = responses[i];
+                let rationale_tokens = (0..response.len())
+                    .map(|t| level > 0 && !response.special[t] && rationale[i][t] == 1)
+                    .collect();
+                out[i].push(MechanismScore {
+                    mechanism: mech.mechanism,
+                    level,
+                    probs,
+                    rationale_tokens,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn softmax3(row: &[f32]) -> [f32; NUM_LEVELS] {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    std::array::from_fn(|i| exp[i] / sum)
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .0
+}
+
+/// A padded batch of tokenized texts.
+pub fn batch_of(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<TokenBatch> {
+    let rows: Vec<(&[u32], &[u32])> = items
+        .iter()
+        .map(|e| (e.ids.as_slice(), e.type_ids.as_slice()))
+        .collect();
+    TokenBatch::new(&rows, pad_id, None, device)
+}

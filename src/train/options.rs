@@ -1,0 +1,80 @@
+//! Training settings: the defaults for the default encoder, and the paper's preset.
+
+use crate::model::ResponderSharing;
+use serde::{Deserialize, Serialize};
+
+/// How the level loss weighs the three levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeighting {
+    /// Every pair counts the same.
+    None,
+    /// Weight n / (3·n_level): rare levels count as much as common ones in total.
+    Inverse,
+    /// The square root of the inverse weights: half-way, in log scale.
+    Sqrt,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Fraction of the steps spent warming the learning rate up linearly from 0.
+    pub warmup: f64,
+    pub weight_decay: f64,
+    pub adam_eps: f64,
+    pub max_grad_norm: f64,
+    pub lambda_ei: f64,
+    pub lambda_re: f64,
+    /// Maximum tokens of each post, specials included.
+    pub max_len: usize,
+    pub dropout: f64,
+    pub seed: u64,
+    pub dev_fraction: f64,
+    pub limit: Option<usize>,
+    pub responder: ResponderSharing,
+    pub class_weights: ClassWeighting,
+    /// Whether the responder's word-embedding table trains. Freezing it saves most of the
+    /// optimizer's work (it is half of MiniLM's parameters) and keeps rare words' vectors intact.
+    pub train_embeddings: bool,
+}
+
+impl TrainOptions {
+    /// The original code's settings (tuned there for RoBERTa-base): one model per mechanism,
+    /// lr 2e-5 for 4 epochs, batch 32, no warm-up, no weight decay, everything fine-tuned.
+    pub fn paper() -> Self {
+        Self {
+            epochs: 4,
+            batch_size: 32,
+            lr: 2e-5,
+            warmup: 0.0,
+            weight_decay: 0.0,
+            adam_eps: 1e-8,
+            max_grad_norm: 1.0,
+            lambda_ei: 1.0,
+            lambda_re: 0.5,
+            max_len: 64,
+            dropout: 0.1,
+            seed: 12,
+            dev_fraction: 0.1,
+            limit: None,
+            responder: ResponderSharing::Separate,
+            class_weights: ClassWeighting::None,
+            train_embeddings: true,
+        }
+    }
+
+    /// epitome's defaults for the default encoder (all-MiniLM-L6-v2); docs/RESULTS.md has the
+    /// comparison on the dev split that chose them.
+    pub fn default_for_minilm() -> Self {
+        Self {
+            epochs: 6,
+            lr: 8e-5,
+            responder: ResponderSharing::Shared,
+            class_weights: ClassWeighting::Sqrt,
+            train_embeddings: false,
+            ..Self::paper()
+        }
+    }
+}
