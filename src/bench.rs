@@ -106,7 +106,14 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         train_embeddings: true,
         ..options.clone()
     };
-    let mut single = Trainer::new(encoder, &[Mechanism::EmotionalReactions], &all_params, counts, steps, &device)?;
+    let mut single = Trainer::new(
+        encoder,
+        &[Mechanism::EmotionalReactions],
+        &all_params,
+        counts,
+        steps,
+        &device,
+    )?;
     let step_all = time(train_iters, || {
         let states = single.encode_seekers(&fref, |_| {})?;
         let s: Vec<_> = states.iter().collect();

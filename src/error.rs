@@ -15,7 +15,10 @@ pub enum Error {
     #[error("model computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }

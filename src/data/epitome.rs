@@ -1,7 +1,8 @@
 //! The EPITOME annotation release: three CSVs (one per mechanism) over the same pairs.
 
 use super::align::{locate_spans, split_rationales, CharSpan};
-use super::error::{from_csv, DataError};
+use super::error::{from_csv, utf8_record, DataError};
+use super::lines::LineTracker;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -103,14 +104,15 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
             expected: COLUMNS.join(", "),
         });
     }
+    let lines = LineTracker::default();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(bytes.as_slice());
+        .from_reader(lines.reader(bytes.as_slice()));
     let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| from_csv(path, &[], e))?
+        .byte_headers()
+        .map_err(|e| from_csv(path, &[], &lines, e))?
         .iter()
-        .map(|h| h.trim().to_owned())
+        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
         .collect();
     let col = |name: &str| {
         headers
@@ -124,10 +126,11 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
     };
     let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| from_csv(path, &headers, e))?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let field = |i: usize| record.get(idx[i]).unwrap_or("").to_owned();
+    for record in reader.byte_records() {
+        let record = record.map_err(|e| from_csv(path, &headers, &lines, e))?;
+        let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
+        let fields = utf8_record(path, &headers, line, &record)?;
+        let field = |i: usize| fields.get(idx[i]).cloned().unwrap_or_default();
         let level_text = field(4);
         let level = match level_text.trim().parse::<u8>() {
             Ok(l) if (l as usize) < NUM_LEVELS => l,
@@ -216,7 +219,9 @@ pub fn load_epitome(dir: &Path) -> Result<Dataset, DataError> {
             }
         }
         let occurrence = {
-            let n = seen.entry((row.sp_id.as_str(), row.rp_id.as_str())).or_insert(0);
+            let n = seen
+                .entry((row.sp_id.as_str(), row.rp_id.as_str()))
+                .or_insert(0);
             *n += 1;
             *n
         };

@@ -1,3 +1,4 @@
+use super::lines::LineTracker;
 use std::path::PathBuf;
 
 /// Everything that can be wrong with an input file. Messages name the file, the line and the
@@ -35,14 +36,20 @@ pub enum DataError {
 }
 
 /// Turns a csv error into one that names the file, the line and, where known, the field.
-pub(crate) fn from_csv(path: &std::path::Path, headers: &[String], err: csv::Error) -> DataError {
+pub(crate) fn from_csv(
+    path: &std::path::Path,
+    headers: &[String],
+    lines: &LineTracker,
+    err: csv::Error,
+) -> DataError {
     let path = path.to_path_buf();
-    let line = err.position().map(|p| p.line()).unwrap_or(0);
+    let at = |pos: Option<&csv::Position>| pos.map(|p| lines.line_of(p.byte())).unwrap_or(0);
+    let line = at(err.position());
     match err.into_kind() {
         csv::ErrorKind::Io(source) => DataError::Io { path, source },
         csv::ErrorKind::Utf8 { pos, err } => DataError::Field {
             path,
-            line: pos.map(|p| p.line()).unwrap_or(line),
+            line: pos.as_ref().map_or(line, |p| at(Some(p))),
             field: headers
                 .get(err.field())
                 .cloned()
@@ -55,7 +62,7 @@ pub(crate) fn from_csv(path: &std::path::Path, headers: &[String], err: csv::Err
             len,
         } => DataError::Record {
             path,
-            line: pos.map(|p| p.line()).unwrap_or(line),
+            line: pos.as_ref().map_or(line, |p| at(Some(p))),
             message: format!(
                 "expected {expected_len} fields, found {len} (an unclosed or stray quote, or a missing separator?)"
             ),
@@ -66,4 +73,28 @@ pub(crate) fn from_csv(path: &std::path::Path, headers: &[String], err: csv::Err
             message: format!("malformed CSV: {other:?}"),
         },
     }
+}
+
+/// Decodes a CSV record field by field, naming the line and field that is not UTF-8.
+pub(crate) fn utf8_record(
+    path: &std::path::Path,
+    headers: &[String],
+    line: u64,
+    record: &csv::ByteRecord,
+) -> Result<Vec<String>, DataError> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            String::from_utf8(field.to_vec()).map_err(|_| DataError::Field {
+                path: path.to_path_buf(),
+                line,
+                field: headers
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{}", i + 1)),
+                message: "invalid UTF-8; save the file as UTF-8".into(),
+            })
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 pub mod align;
 mod epitome;
 mod error;
+mod lines;
 mod pairs;
 mod split;
 

@@ -1,7 +1,8 @@
 //! Pairs to score: CSV or JSONL with `seeker_post`, `response_post` and an optional `id`,
 //! read as a stream so that any file size runs in bounded memory.
 
-use super::error::{from_csv, DataError};
+use super::error::{from_csv, utf8_record, DataError};
+use super::lines::{LineTracker, TrackingReader};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -37,8 +38,9 @@ impl InputFormat {
 
 enum Source {
     Csv {
-        records: csv::StringRecordsIntoIter<BufReader<File>>,
+        records: csv::ByteRecordsIntoIter<TrackingReader<BufReader<File>>>,
         headers: Vec<String>,
+        lines: LineTracker,
         id: Option<usize>,
         seeker: usize,
         response: usize,
@@ -84,14 +86,15 @@ impl PairReader {
                 line: 0,
             },
             InputFormat::Csv => {
+                let lines = LineTracker::default();
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
-                    .from_reader(BufReader::new(file));
+                    .from_reader(lines.reader(BufReader::new(file)));
                 let headers: Vec<String> = reader
-                    .headers()
-                    .map_err(|e| from_csv(path, &[], e))?
+                    .byte_headers()
+                    .map_err(|e| from_csv(path, &[], &lines, e))?
                     .iter()
-                    .map(|h| h.trim().to_owned())
+                    .map(|h| String::from_utf8_lossy(h).trim().to_owned())
                     .collect();
                 let find = |name: &str| headers.iter().position(|h| h == name);
                 let required = |name: &str| {
@@ -105,8 +108,9 @@ impl PairReader {
                     id: find("id"),
                     seeker: required("seeker_post")?,
                     response: required("response_post")?,
-                    records: reader.into_records(),
+                    records: reader.into_byte_records(),
                     headers,
+                    lines,
                 }
             }
         };
@@ -125,15 +129,21 @@ impl PairReader {
             Source::Csv {
                 records,
                 headers,
+                lines,
                 id,
                 seeker,
                 response,
             } => {
                 let record = match records.next()? {
                     Ok(r) => r,
-                    Err(e) => return Some(Err(from_csv(path, headers, e))),
+                    Err(e) => return Some(Err(from_csv(path, headers, lines, e))),
                 };
-                let get = |i: usize| record.get(i).unwrap_or("").to_owned();
+                let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
+                let fields = match utf8_record(path, headers, line, &record) {
+                    Ok(f) => f,
+                    Err(e) => return Some(Err(e)),
+                };
+                let get = |i: usize| fields.get(i).cloned().unwrap_or_default();
                 Some(Ok(Pair {
                     id: id.map(get).unwrap_or_else(|| n.to_string()),
                     seeker_post: get(*seeker),
@@ -171,9 +181,9 @@ impl PairReader {
                     Ok(p) => p,
                     Err(e) => {
                         return Some(Err(record_err(format!(
-                            "not a JSON object with string fields seeker_post and response_post: {}",
-                            e.to_string().split(" at line").next().unwrap_or_default()
-                        ))))
+                        "not a JSON object with string fields seeker_post and response_post: {}",
+                        e.to_string().split(" at line").next().unwrap_or_default()
+                    ))))
                     }
                 };
                 let id = match parsed.id {
@@ -215,7 +225,10 @@ mod tests {
 
     fn write(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
         let p = dir.path().join(name);
-        std::fs::File::create(&p).unwrap().write_all(content).unwrap();
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(content)
+            .unwrap();
         p
     }
 
@@ -227,7 +240,10 @@ mod tests {
             "in.csv",
             b"id,seeker_post,response_post\n7,\"two\nlines\",\"a, b\"\n",
         );
-        let pairs: Vec<Pair> = PairReader::open(&csv).unwrap().map(|p| p.unwrap()).collect();
+        let pairs: Vec<Pair> = PairReader::open(&csv)
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
         assert_eq!(pairs.len(), 1);
         assert_eq!(pairs[0].id, "7");
         assert_eq!(pairs[0].seeker_post, "two\nlines");
@@ -248,7 +264,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = write(&dir, "m.csv", b"id,seeker_post\n1,x\n");
         let err = PairReader::open(&missing).err().unwrap().to_string();
-        assert!(err.contains("m.csv") && err.contains("response_post"), "{err}");
+        assert!(
+            err.contains("m.csv") && err.contains("response_post"),
+            "{err}"
+        );
 
         let bad_utf8 = write(&dir, "u.csv", b"seeker_post,response_post\nok,\xff\xfe\n");
         let err = PairReader::open(&bad_utf8)
@@ -257,15 +276,26 @@ mod tests {
             .unwrap()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 2") && err.contains("response_post") && err.contains("UTF-8"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("response_post") && err.contains("UTF-8"),
+            "{err}"
+        );
 
-        let bad_json = write(&dir, "b.jsonl", b"{\"seeker_post\":\"s\",\"response_post\":\"r\"}\n{\"seeker_post\": 3}\n");
+        let bad_json = write(
+            &dir,
+            "b.jsonl",
+            b"{\"seeker_post\":\"s\",\"response_post\":\"r\"}\n{\"seeker_post\": 3}\n",
+        );
         let results: Vec<_> = PairReader::open(&bad_json).unwrap().collect();
         assert_eq!(results.len(), 2);
         let err = results[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("b.jsonl, line 2"), "{err}");
 
         let empty = write(&dir, "e.csv", b"");
-        assert!(PairReader::open(&empty).err().unwrap().to_string().contains("empty"));
+        assert!(PairReader::open(&empty)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("empty"));
     }
 }

@@ -20,7 +20,9 @@ impl Split {
     /// The examples of each side, in dataset order.
     pub fn partition<'a>(&self, examples: &'a [Example]) -> (Vec<&'a Example>, Vec<&'a Example>) {
         let dev: std::collections::HashSet<&str> = self.dev.iter().map(String::as_str).collect();
-        examples.iter().partition(|e| !dev.contains(e.id().as_str()))
+        examples
+            .iter()
+            .partition(|e| !dev.contains(e.id().as_str()))
     }
 }
 
@@ -48,7 +50,10 @@ pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
     let mut parent: Vec<usize> = (0..n).collect();
     let mut first_by_key: HashMap<String, usize> = HashMap::new();
     for (i, e) in examples.iter().enumerate() {
-        for key in [format!("id:{}", e.sp_id), format!("text:{}", normalized(&e.seeker_post))] {
+        for key in [
+            format!("id:{}", e.sp_id),
+            format!("text:{}", normalized(&e.seeker_post)),
+        ] {
             match first_by_key.get(&key) {
                 Some(&j) => {
                     let (a, b) = (find(&mut parent, i), find(&mut parent, j));
@@ -106,7 +111,11 @@ pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
     }
     let (mut train, mut dev) = (Vec::new(), Vec::new());
     for (e, d) in examples.iter().zip(is_dev) {
-        if d { dev.push(e.id()) } else { train.push(e.id()) }
+        if d {
+            dev.push(e.id())
+        } else {
+            train.push(e.id())
+        }
     }
     Split {
         seed,
@@ -128,7 +137,10 @@ mod tests {
             rp_id: rp.to_string(),
             seeker_post: seeker.into(),
             response_post: "r".into(),
-            labels: levels.map(|level| MechanismLabel { level, spans: vec![] }),
+            labels: levels.map(|level| MechanismLabel {
+                level,
+                spans: vec![],
+            }),
         }
     }
 

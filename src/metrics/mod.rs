@@ -37,9 +37,9 @@ pub fn level_metrics(gold: &[u8], predicted: &[u8]) -> LevelMetrics {
     let mut per_class = Vec::new();
     let mut f1_sum = 0.0;
     let mut present = 0;
-    for c in 0..NUM_LEVELS {
-        let tp = confusion[c][c];
-        let support: usize = confusion[c].iter().sum();
+    for (c, row) in confusion.iter().enumerate() {
+        let tp = row[c];
+        let support: usize = row.iter().sum();
         let predicted_c: usize = (0..NUM_LEVELS).map(|g| confusion[g][c]).sum();
         let precision = ratio(tp, predicted_c);
         let recall = ratio(tp, support);
@@ -61,7 +61,11 @@ pub fn level_metrics(gold: &[u8], predicted: &[u8]) -> LevelMetrics {
     }
     LevelMetrics {
         accuracy: ratio(correct, total),
-        macro_f1: if present == 0 { 0.0 } else { f1_sum / present as f64 },
+        macro_f1: if present == 0 {
+            0.0
+        } else {
+            f1_sum / present as f64
+        },
         per_class,
         confusion,
     }
@@ -116,7 +120,11 @@ pub fn token_runs(flags: &[bool]) -> Vec<(usize, usize)> {
 fn iou(a: (usize, usize), b: (usize, usize)) -> f64 {
     let inter = a.1.min(b.1).saturating_sub(a.0.max(b.0));
     let union = (a.1 - a.0) + (b.1 - b.0) - inter;
-    if union == 0 { 0.0 } else { inter as f64 / union as f64 }
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 /// Span F1 of one response: a predicted span is correct when its IOU with some gold span is at
@@ -130,8 +138,14 @@ pub fn iou_f1(gold: &[bool], predicted: &[bool], threshold: f64) -> f64 {
     if g.is_empty() || p.is_empty() {
         return 0.0;
     }
-    let matched_p = p.iter().filter(|&&ps| g.iter().any(|&gs| iou(ps, gs) >= threshold)).count();
-    let matched_g = g.iter().filter(|&&gs| p.iter().any(|&ps| iou(ps, gs) >= threshold)).count();
+    let matched_p = p
+        .iter()
+        .filter(|&&ps| g.iter().any(|&gs| iou(ps, gs) >= threshold))
+        .count();
+    let matched_g = g
+        .iter()
+        .filter(|&&gs| p.iter().any(|&ps| iou(ps, gs) >= threshold))
+        .count();
     let precision = matched_p as f64 / p.len() as f64;
     let recall = matched_g as f64 / g.len() as f64;
     if precision + recall == 0.0 {
@@ -183,7 +197,10 @@ mod tests {
         // class 0: p=2/2 r=2/3 f1=0.8; class 1: p=1/2 r=1/2 f1=0.5; class 2: p=1/2 r=1 f1=2/3
         let expected = (0.8 + 0.5 + 2.0 / 3.0) / 3.0;
         assert!((m.macro_f1 - expected).abs() < 1e-12, "{}", m.macro_f1);
-        assert_eq!(m.confusion, vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+        assert_eq!(
+            m.confusion,
+            vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]
+        );
         assert_eq!(m.per_class[0].support, 3);
         assert!((m.per_class[2].precision - 0.5).abs() < 1e-12);
     }

@@ -206,9 +206,7 @@ impl BiEncoder {
                 let x = m.level_dense.forward(&x)?.relu()?;
                 let x = self.dropout.forward(&x, mode)?;
                 let level = m.level_out.forward(&x)?;
-                let rationale = m
-                    .rationale
-                    .forward(&self.dropout.forward(&hr, mode)?)?;
+                let rationale = m.rationale.forward(&self.dropout.forward(&hr, mode)?)?;
                 Ok(MechanismLogits {
                     mechanism: m.mechanism,
                     level,

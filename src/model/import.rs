@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Reads a `.pth` (PyTorch pickle) or `.safetensors` file.
-pub fn read_checkpoint(path: &Path, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
+pub fn read_checkpoint(
+    path: &Path,
+    device: &Device,
+) -> candle_core::Result<HashMap<String, Tensor>> {
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     let tensors = if is_safetensors {
         candle_core::safetensors::load(path, device)?

@@ -5,8 +5,14 @@ use candle_core::{Result, Tensor, D};
 
 /// Weighted cross-entropy: `logits` (n, c), `one_hot` (n, c) targets, `weights` (n).
 /// Returns Σ wᵢ·nllᵢ / Σ wᵢ, as PyTorch's weighted mean; a weight of 0 leaves a row out.
-pub fn weighted_cross_entropy(logits: &Tensor, one_hot: &Tensor, weights: &Tensor) -> Result<Tensor> {
-    let nll = (log_softmax_last_dim(logits)? * one_hot)?.sum(D::Minus1)?.neg()?;
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    one_hot: &Tensor,
+    weights: &Tensor,
+) -> Result<Tensor> {
+    let nll = (log_softmax_last_dim(logits)? * one_hot)?
+        .sum(D::Minus1)?
+        .neg()?;
     let total = (nll * weights)?.sum_all()?;
     let denom = weights.sum_all()?.clamp(1e-12, f64::INFINITY)?;
     total.div(&denom)
@@ -32,12 +38,18 @@ mod tests {
         let logits = Tensor::new(&[[2.0f32, 0.0, 0.0], [0.0, 0.0, 0.0]], &dev).unwrap();
         let targets = one_hot(&[0, 2], 3, &dev).unwrap();
         let w = Tensor::new(&[1.0f32, 1.0], &dev).unwrap();
-        let l = weighted_cross_entropy(&logits, &targets, &w).unwrap().to_scalar::<f32>().unwrap();
+        let l = weighted_cross_entropy(&logits, &targets, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let a = -(2f32.exp() / (2f32.exp() + 2.0)).ln();
         let b = 3f32.ln();
         assert!((l - (a + b) / 2.0).abs() < 1e-5);
         let w = Tensor::new(&[0.0f32, 1.0], &dev).unwrap();
-        let l = weighted_cross_entropy(&logits, &targets, &w).unwrap().to_scalar::<f32>().unwrap();
+        let l = weighted_cross_entropy(&logits, &targets, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((l - b).abs() < 1e-5);
     }
 }

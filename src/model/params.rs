@@ -56,7 +56,11 @@ impl ParamSource {
 
     /// Names requested but absent, sorted; empty when the model is complete.
     pub fn missing(&self) -> Vec<String> {
-        let mut m = self.missing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut m = self
+            .missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         m.sort();
         m.dedup();
         m
@@ -92,10 +96,23 @@ impl ParamSource {
 }
 
 impl candle_nn::var_builder::SimpleBackend for Backend {
-    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
         let src = &self.0;
         if let Some(policy) = &src.train {
-            if let Some(var) = policy.varmap.data().lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            if let Some(var) = policy
+                .varmap
+                .data()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+            {
                 return Ok(var.as_tensor().clone());
             }
         }
@@ -127,7 +144,9 @@ impl candle_nn::var_builder::SimpleBackend for Backend {
         }
         match &src.train {
             Some(policy) if (policy.may_init)(name) => {
-                let var = Var::from_tensor(&ParamSource::init(policy, &shape, init, dev)?.to_dtype(dtype)?)?;
+                let var = Var::from_tensor(
+                    &ParamSource::init(policy, &shape, init, dev)?.to_dtype(dtype)?,
+                )?;
                 let out = var.as_tensor().clone();
                 policy
                     .varmap

@@ -50,7 +50,11 @@ impl PairPrediction {
 }
 
 /// Turns a score into a prediction with rationale spans in the response's char offsets.
-pub fn to_prediction(response: &str, encoded: &Encoded, score: &MechanismScore) -> MechanismPrediction {
+pub fn to_prediction(
+    response: &str,
+    encoded: &Encoded,
+    score: &MechanismScore,
+) -> MechanismPrediction {
     let rationales = spans_from_tokens(encoded, &score.rationale_tokens)
         .into_iter()
         .map(|s| Rationale {
@@ -92,7 +96,12 @@ pub fn predict_pairs(
                 id: pair.id.clone(),
                 mechanisms: pair_scores
                     .iter()
-                    .map(|sc| (sc.mechanism, to_prediction(&pair.response_post, &responses[i], sc)))
+                    .map(|sc| {
+                        (
+                            sc.mechanism,
+                            to_prediction(&pair.response_post, &responses[i], sc),
+                        )
+                    })
                     .collect(),
                 truncated: seekers[i].truncated || responses[i].truncated,
             });

@@ -24,7 +24,11 @@ impl OutputFormat {
 
 enum Sink {
     Stdout(std::io::Stdout),
-    File { tmp: PathBuf, dest: PathBuf, file: BufWriter<File> },
+    File {
+        tmp: PathBuf,
+        dest: PathBuf,
+        file: BufWriter<File>,
+    },
 }
 
 /// Writes predictions as they come. A file output is written under a temporary name beside
@@ -42,10 +46,17 @@ impl PredictionWriter {
         let sink = match path {
             None => Sink::Stdout(std::io::stdout()),
             Some(dest) => {
-                let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("predictions");
+                let name = dest
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("predictions");
                 let tmp = dest.with_file_name(format!(".{name}.partial"));
                 let file = BufWriter::new(File::create(&tmp)?);
-                Sink::File { tmp, dest: dest.to_path_buf(), file }
+                Sink::File {
+                    tmp,
+                    dest: dest.to_path_buf(),
+                    file,
+                }
             }
         };
         Ok(Self {
@@ -72,11 +83,20 @@ impl PredictionWriter {
                 }
             }
             OutputFormat::Csv => {
-                let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut buf);
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut buf);
                 if let Some(mechanisms) = self.csv_header.take() {
                     let mut header = vec!["id".to_owned()];
                     for m in &mechanisms {
-                        for field in ["level", "prob_0", "prob_1", "prob_2", "rationales", "rationale_offsets"] {
+                        for field in [
+                            "level",
+                            "prob_0",
+                            "prob_1",
+                            "prob_2",
+                            "rationales",
+                            "rationale_offsets",
+                        ] {
                             header.push(format!("{}_{field}", m.code()));
                         }
                     }
@@ -89,7 +109,13 @@ impl PredictionWriter {
                         row.push(m.level.to_string());
                         row.extend(m.probs.iter().map(|x| format!("{x:.6}")));
                         // EPITOME's own convention: spans separated by '|'.
-                        row.push(m.rationales.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("|"));
+                        row.push(
+                            m.rationales
+                                .iter()
+                                .map(|r| r.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        );
                         row.push(
                             m.rationales
                                 .iter()
@@ -115,7 +141,11 @@ impl PredictionWriter {
         }
         match self.sink {
             Sink::Stdout(mut s) => s.flush(),
-            Sink::File { tmp, dest, mut file } => {
+            Sink::File {
+                tmp,
+                dest,
+                mut file,
+            } => {
                 file.flush()?;
                 file.get_ref().sync_all()?;
                 drop(file);

@@ -39,9 +39,9 @@ impl Scorer<'_> {
         let seeker_batch = batch_of(seekers, self.pad_id, self.device)?;
         let response_batch = batch_of(responses, self.pad_id, self.device)?;
         let states = self.model.encode_seekers(&seeker_batch)?;
-        let logits = self
-            .model
-            .forward(&states, &seeker_batch.mask, &response_batch, Mode::Infer)?;
+        let logits =
+            self.model
+                .forward(&states, &seeker_batch.mask, &response_batch, Mode::Infer)?;
         let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); seekers.len()];
         for mech in &logits {
             let level_logits: Vec<Vec<f32>> = mech.level.to_vec2()?;
@@ -75,7 +75,13 @@ fn softmax3(row: &[f32]) -> [f32; NUM_LEVELS] {
 fn argmax(p: &[f32]) -> usize {
     p.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
         .0
 }
 

@@ -23,10 +23,15 @@ pub fn token_labels(encoded: &Encoded, spans: &[CharSpan]) -> Vec<u8> {
 pub fn spans_from_tokens(encoded: &Encoded, flags: &[bool]) -> Vec<CharSpan> {
     let mut spans = Vec::new();
     let mut current: Option<CharSpan> = None;
-    for ((&(start, end), &special), &flag) in encoded.offsets.iter().zip(&encoded.special).zip(flags) {
+    for ((&(start, end), &special), &flag) in
+        encoded.offsets.iter().zip(&encoded.special).zip(flags)
+    {
         if flag && !special && end > start {
             current = Some(match current {
-                Some(c) => CharSpan { start: c.start, end: end.max(c.end) },
+                Some(c) => CharSpan {
+                    start: c.start,
+                    end: end.max(c.end),
+                },
                 None => CharSpan { start, end },
             });
         } else if let Some(c) = current.take() {

@@ -90,7 +90,11 @@ impl TextEncoder {
             ids: enc.get_ids().to_vec(),
             type_ids: enc.get_type_ids().to_vec(),
             offsets,
-            special: enc.get_special_tokens_mask().iter().map(|&s| s == 1).collect(),
+            special: enc
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&s| s == 1)
+                .collect(),
             truncated: !enc.get_overflowing().is_empty(),
         })
     }

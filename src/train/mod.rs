@@ -4,7 +4,7 @@
 mod optimizer;
 mod options;
 
-pub use optimizer::AdamW;
+pub use optimizer::{AdamW, Gradients};
 pub use options::{ClassWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
@@ -160,7 +160,7 @@ impl Trainer {
         &self,
         batch: &[&Features],
         seeker_states: &[&Tensor],
-    ) -> Result<(f32, Vec<Option<Vec<f32>>>), Error> {
+    ) -> Result<(f32, Gradients), Error> {
         let response_refs: Vec<&Encoded> = batch.iter().map(|f| &f.response).collect();
         let response = batch_of(&response_refs, self.pad_id, &self.device)?;
         let (states, seeker_mask) = stack_states(seeker_states, &self.device)?;
@@ -184,7 +184,11 @@ impl Trainer {
 
     /// One optimisation step on a batch; `seeker_states` are the frozen seeker encodings of
     /// the batch's pairs, each (tokens, hidden).
-    pub fn step(&mut self, batch: &[&Features], seeker_states: &[&Tensor]) -> Result<StepStats, Error> {
+    pub fn step(
+        &mut self,
+        batch: &[&Features],
+        seeker_states: &[&Tensor],
+    ) -> Result<StepStats, Error> {
         let (loss, gradients) = self.gradients(batch, seeker_states)?;
         let norm = AdamW::global_norm(&gradients);
         let scale = if norm > self.options.max_grad_norm {
@@ -216,7 +220,10 @@ impl Trainer {
         for out in logits {
             let m = out.mechanism.index();
             let levels: Vec<u8> = batch.iter().map(|f| f.levels[m]).collect();
-            let weights: Vec<f32> = levels.iter().map(|&l| self.class_weights[m][l as usize]).collect();
+            let weights: Vec<f32> = levels
+                .iter()
+                .map(|&l| self.class_weights[m][l as usize])
+                .collect();
             let level_loss = weighted_cross_entropy(
                 &out.level,
                 &one_hot(&levels, NUM_LEVELS, dev)?,
@@ -233,7 +240,8 @@ impl Trainer {
                 &one_hot(&token_labels, 2, dev)?,
                 &token_weights,
             )?;
-            let part = ((level_loss * self.options.lambda_ei)? + (rationale_loss * self.options.lambda_re)?)?;
+            let part = ((level_loss * self.options.lambda_ei)?
+                + (rationale_loss * self.options.lambda_re)?)?;
             total = Some(match total {
                 Some(t) => (t + part)?,
                 None => part,
@@ -252,7 +260,11 @@ impl Trainer {
     }
 
     /// Frozen seeker encodings of `features`, one (tokens, hidden) tensor each.
-    pub fn encode_seekers(&self, features: &[&Features], mut on_batch: impl FnMut(usize)) -> Result<Vec<Tensor>, Error> {
+    pub fn encode_seekers(
+        &self,
+        features: &[&Features],
+        mut on_batch: impl FnMut(usize),
+    ) -> Result<Vec<Tensor>, Error> {
         let mut order: Vec<usize> = (0..features.len()).collect();
         order.sort_by_key(|&i| features[i].seeker.len());
         let mut out: Vec<Option<Tensor>> = vec![None; features.len()];
@@ -282,7 +294,13 @@ fn var(varmap: &VarMap, name: &str) -> Var {
 
 /// Pads per-pair seeker states to a (batch, tokens, hidden) tensor with its 0/1 mask.
 fn stack_states(states: &[&Tensor], device: &Device) -> Result<(Tensor, Tensor), Error> {
-    let longest = states.iter().map(|s| s.dim(0)).collect::<Result<Vec<_>, _>>()?.into_iter().max().unwrap_or(1);
+    let longest = states
+        .iter()
+        .map(|s| s.dim(0))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
     let mut padded = Vec::with_capacity(states.len());
     let mut mask = Vec::with_capacity(states.len() * longest);
     for s in states {
@@ -294,6 +312,27 @@ fn stack_states(states: &[&Tensor], device: &Device) -> Result<(Tensor, Tensor),
         Tensor::stack(&padded, 0)?,
         Tensor::from_vec(mask, (states.len(), longest), device)?,
     ))
+}
+
+/// Batches whose responses have similar lengths, in random order. Each batch is padded to its
+/// longest response, and 30% of Reddit responses fill the 64 tokens: random batches nearly
+/// always pad to 64, while batches cut from length-sorted pools of 16 batches pad little.
+/// The pools are drawn at random each epoch, so batches still mix differently every time.
+pub fn length_bucketed_batches(
+    features: &[Features],
+    batch_size: usize,
+    rng: &mut SplitMix64,
+) -> Vec<Vec<usize>> {
+    const POOL_BATCHES: usize = 16;
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    rng.shuffle(&mut order);
+    let mut batches = Vec::with_capacity(features.len().div_ceil(batch_size.max(1)));
+    for pool in order.chunks_mut(batch_size.max(1) * POOL_BATCHES) {
+        pool.sort_by_key(|&i| features[i].response.len());
+        batches.extend(pool.chunks(batch_size.max(1)).map(<[usize]>::to_vec));
+    }
+    rng.shuffle(&mut batches);
+    batches
 }
 
 fn class_weights(kind: ClassWeighting, counts: [[usize; NUM_LEVELS]; 3]) -> [[f32; NUM_LEVELS]; 3] {
@@ -324,6 +363,13 @@ pub struct EpochRecord {
     pub dev_macro_f1: Vec<(Mechanism, f64)>,
 }
 
+struct BestEpoch {
+    score: f64,
+    epoch: usize,
+    weights: HashMap<String, Tensor>,
+    dev: Option<EvalReport>,
+}
+
 /// What a training run produced.
 pub struct TrainSummary {
     pub history: Vec<EpochRecord>,
@@ -338,9 +384,11 @@ pub struct TrainSummary {
 fn bar(len: u64, prefix: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, ETA {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_prefix(prefix);
     pb
@@ -375,7 +423,9 @@ pub fn train(
     let split = split_dev(&examples, options.dev_fraction, options.seed);
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {
-        return Err(Error::Invalid("no training pairs: raise --limit or lower --dev-fraction".into()));
+        return Err(Error::Invalid(
+            "no training pairs: raise --limit or lower --dev-fraction".into(),
+        ));
     }
     let text = encoder.text_encoder(options.max_len)?;
     let train_features = featurize(&text, &train_set)?;
@@ -411,14 +461,16 @@ pub fn train(
 
     let mut order_rng = SplitMix64::new(options.seed.wrapping_add(1));
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, HashMap<String, Tensor>, Option<EvalReport>)> = None;
+    let mut best: Option<BestEpoch> = None;
     for epoch in 1..=options.epochs {
         let epoch_start = Instant::now();
-        let mut order: Vec<usize> = (0..train_features.len()).collect();
-        order_rng.shuffle(&mut order);
-        let pb = bar(steps_per_epoch as u64, format!("epoch {epoch}/{}", options.epochs));
+        let batches = length_bucketed_batches(&train_features, options.batch_size, &mut order_rng);
+        let pb = bar(
+            steps_per_epoch as u64,
+            format!("epoch {epoch}/{}", options.epochs),
+        );
         let mut loss_sum = 0.0;
-        for (k, chunk) in order.chunks(options.batch_size).enumerate() {
+        for (k, chunk) in batches.iter().enumerate() {
             let batch: Vec<&Features> = chunk.iter().map(|&i| &train_features[i]).collect();
             let states: Vec<&Tensor> = chunk.iter().map(|&i| &seeker_states[i]).collect();
             let stats = trainer.step(&batch, &states)?;
@@ -426,7 +478,14 @@ pub fn train(
             pb.set_message(format!("loss {:.4}", loss_sum / (k + 1) as f64));
             pb.inc(1);
             if (k + 1) % 10 == 0 {
-                tracing::debug!(epoch, step = k + 1, loss = stats.loss, grad_norm = stats.grad_norm, lr = stats.lr, "step");
+                tracing::debug!(
+                    epoch,
+                    step = k + 1,
+                    loss = stats.loss,
+                    grad_norm = stats.grad_norm,
+                    lr = stats.lr,
+                    "step"
+                );
             }
         }
         pb.finish_and_clear();
@@ -435,7 +494,9 @@ pub fn train(
             None
         } else {
             let pb = bar(dev_features.len() as u64, format!("epoch {epoch} dev"));
-            let r = evaluate(&trainer.scorer(&text), &dev_features, 64, |n| pb.inc(n as u64))?;
+            let r = evaluate(&trainer.scorer(&text), &dev_features, 64, |n| {
+                pb.inc(n as u64)
+            })?;
             pb.finish_and_clear();
             Some(r)
         };
@@ -447,7 +508,12 @@ pub fn train(
             dev_mean_macro_f1: score,
             dev_macro_f1: dev_report
                 .as_ref()
-                .map(|r| r.mechanisms.iter().map(|m| (m.mechanism, m.level.macro_f1)).collect())
+                .map(|r| {
+                    r.mechanisms
+                        .iter()
+                        .map(|m| (m.mechanism, m.level.macro_f1))
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
         tracing::info!(
@@ -463,11 +529,21 @@ pub fn train(
         history.push(record);
         // Without a dev set the last epoch is kept.
         let key = score.unwrap_or(epoch as f64);
-        if best.as_ref().is_none_or(|(b, ..)| key > *b) {
-            best = Some((key, epoch, trainer.snapshot()?, dev_report));
+        if best.as_ref().is_none_or(|b| key > b.score) {
+            best = Some(BestEpoch {
+                score: key,
+                epoch,
+                weights: trainer.snapshot()?,
+                dev: dev_report,
+            });
         }
     }
-    let (_, best_epoch, weights, dev) = best.ok_or_else(|| Error::Invalid("--epochs must be at least 1".into()))?;
+    let BestEpoch {
+        epoch: best_epoch,
+        weights,
+        dev,
+        ..
+    } = best.ok_or_else(|| Error::Invalid("--epochs must be at least 1".into()))?;
     trainer.restore(&weights)?;
     let info = BundleInfo {
         format_version: bundle::FORMAT_VERSION,
@@ -488,7 +564,9 @@ pub fn train(
         }),
         data: Some(report),
         split: Some(split),
-        dev_metrics: dev.as_ref().map(|d| serde_json::to_value(d).unwrap_or_default()),
+        dev_metrics: dev
+            .as_ref()
+            .map(|d| serde_json::to_value(d).unwrap_or_default()),
         files: Default::default(),
     };
     bundle::save(out, info, encoder, &weights)?;

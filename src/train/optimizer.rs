@@ -7,6 +7,9 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
+/// Flattened gradients, one entry per optimised variable; `None` where a variable got none.
+pub type Gradients = Vec<Option<Vec<f32>>>;
+
 pub struct AdamW {
     vars: Vec<Var>,
     first: Vec<Vec<f32>>,
@@ -35,10 +38,15 @@ impl AdamW {
     }
 
     /// The gradients of the optimised variables, flattened; `None` where a variable got none.
-    pub fn gradients(&self, grads: &GradStore) -> Result<Vec<Option<Vec<f32>>>> {
+    pub fn gradients(&self, grads: &GradStore) -> Result<Gradients> {
         self.vars
             .iter()
-            .map(|v| grads.get(v.as_tensor()).map(|g| g.flatten_all()?.to_vec1::<f32>()).transpose())
+            .map(|v| {
+                grads
+                    .get(v.as_tensor())
+                    .map(|g| g.flatten_all()?.to_vec1::<f32>())
+                    .transpose()
+            })
             .collect()
     }
 

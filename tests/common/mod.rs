@@ -10,7 +10,11 @@ pub fn shared() -> PathBuf {
         .iter()
         .find(|p| p.join("fixtures").is_dir())
         .cloned()
-        .unwrap_or_else(|| panic!("the shared fixtures are missing: expected ../shared/fixtures beside the checkout"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the shared fixtures are missing: expected ../shared/fixtures beside the checkout"
+            )
+        })
 }
 
 pub fn fixtures() -> PathBuf {
@@ -23,16 +27,27 @@ pub fn reference(name: &str) -> serde_json::Value {
 }
 
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: length");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((a - e).abs() <= tol, "{what}[{i}]: got {a}, expected {e} (tolerance {tol})");
+        assert!(
+            (a - e).abs() <= tol,
+            "{what}[{i}]: got {a}, expected {e} (tolerance {tol})"
+        );
     }
 }

@@ -1,0 +1,501 @@
+//! The `epitome` binary end to end, on the tiny RoBERTa fixture encoder and the shared data:
+//! train, save, load, eval and predict; and every kind of bad input.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn epitome(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(args)
+        .env("EPITOME_HOME", home)
+        .env("EPITOME_LOG", "warn")
+        .output()
+        .expect("the epitome binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data_dir() -> PathBuf {
+    shared().join("data/epitome-reddit")
+}
+
+fn tiny_encoder() -> String {
+    fixtures().join("tiny-roberta").display().to_string()
+}
+
+/// Trains a small model once per test binary run; tests that only read it share it.
+fn trained_model() -> PathBuf {
+    static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        let out = epitome(
+            dir.path(),
+            &[
+                "train",
+                "--data",
+                data_dir().to_str().unwrap(),
+                "--out",
+                model.to_str().unwrap(),
+                "--encoder",
+                &tiny_encoder(),
+                "--limit",
+                "48",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--dev-fraction",
+                "0.25",
+            ],
+        );
+        assert!(out.status.success(), "train failed: {}", stderr(&out));
+        (dir, model)
+    });
+    path.clone()
+}
+
+fn chars(s: &str, start: usize, end: usize) -> String {
+    s.chars().skip(start).take(end - start).collect()
+}
+
+#[test]
+fn train_writes_a_complete_bundle_with_its_split() {
+    let model = trained_model();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("bundle.json")).unwrap()).unwrap();
+    let split = &info["split"];
+    let (train, dev) = (
+        split["train"].as_array().unwrap(),
+        split["dev"].as_array().unwrap(),
+    );
+    assert_eq!(train.len() + dev.len(), 48);
+    assert!(!dev.is_empty());
+    assert_eq!(info["max_len"], 64);
+    for file in [
+        "weights.safetensors",
+        "encoder/model.safetensors",
+        "encoder/tokenizer.json",
+        "encoder/config.json",
+    ] {
+        assert!(model.join(file).is_file(), "{file}");
+        assert_eq!(
+            info["files"][file].as_str().unwrap().len(),
+            64,
+            "{file} hash"
+        );
+    }
+    assert!(info["dev_metrics"]["mechanisms"].as_array().unwrap().len() == 3);
+    assert_eq!(info["data"]["file_sha256"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn eval_reports_every_metric_per_mechanism() {
+    let model = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("metrics.json");
+    let out = epitome(
+        dir.path(),
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data_dir().to_str().unwrap(),
+            "--split",
+            "dev",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for word in ["ER", "IP", "EX", "macro-F1", "T-F1", "IOU-F1"] {
+        assert!(table.contains(word), "{word} missing from\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mechanisms = report["mechanisms"].as_array().unwrap();
+    assert_eq!(mechanisms.len(), 3);
+    for m in mechanisms {
+        let confusion = m["level"]["confusion"].as_array().unwrap();
+        let total: u64 = confusion
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .map(|x| x.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, report["pairs"].as_u64().unwrap());
+        let f1 = m["rationale"]["t_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1));
+    }
+}
+
+#[test]
+fn predict_writes_jsonl_and_csv_with_spans_that_slice_the_response() {
+    let model = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    // Real pairs plus texts with emoji, accents and extra spaces.
+    let data = epitome::data::load_epitome(&data_dir()).unwrap();
+    let mut input = String::new();
+    let mut responses = std::collections::HashMap::new();
+    let extra = [
+        (
+            "Naïve café résumé — I feel so alone 😢",
+            "I'm so  sorry 🙏 you feel that way, how long has it been?",
+        ),
+        ("", "hang in there"),
+    ];
+    for (i, e) in data.examples.iter().take(40).enumerate() {
+        input.push_str(&serde_json::json!({"id": format!("p{i}"), "seeker_post": e.seeker_post, "response_post": e.response_post}).to_string());
+        input.push('\n');
+        responses.insert(format!("p{i}"), e.response_post.clone());
+    }
+    for (i, (s, r)) in extra.iter().enumerate() {
+        input.push_str(
+            &serde_json::json!({"id": format!("x{i}"), "seeker_post": s, "response_post": r})
+                .to_string(),
+        );
+        input.push('\n');
+        responses.insert(format!("x{i}"), r.to_string());
+    }
+    let input_path = dir.path().join("pairs.jsonl");
+    std::fs::write(&input_path, input).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let out = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 42);
+    for (line, i) in lines.iter().zip(0..) {
+        let id = line["id"].as_str().unwrap();
+        if i < 40 {
+            assert_eq!(id, format!("p{i}"), "input order is kept");
+        }
+        let response = &responses[id];
+        for m in ["ER", "IP", "EX"] {
+            let p = &line[m];
+            let level = p["level"].as_u64().unwrap();
+            assert!(level <= 2);
+            let probs: Vec<f64> = p["probs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+            for r in p["rationales"].as_array().unwrap() {
+                let (start, end) = (
+                    r["start"].as_u64().unwrap() as usize,
+                    r["end"].as_u64().unwrap() as usize,
+                );
+                assert_eq!(chars(response, start, end), r["text"].as_str().unwrap());
+            }
+        }
+    }
+
+    let csv_out = dir.path().join("out.csv");
+    let out = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input_path.to_str().unwrap(),
+            "--output",
+            csv_out.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut reader = csv::Reader::from_path(&csv_out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[0], "id");
+    assert!(headers.iter().any(|h| h == "EX_rationale_offsets"));
+    assert_eq!(reader.records().count(), 42);
+
+    let stdout = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            shared()
+                .join("data/epitome-reddit/sample_test_input.csv")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(stdout.status.success(), "{}", stderr(&stdout));
+    assert_eq!(String::from_utf8_lossy(&stdout.stdout).lines().count(), 3);
+
+    let single = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--seeker",
+            "I feel alone",
+            "--response",
+            "I'm so sorry. What happened?",
+        ],
+    );
+    assert!(single.status.success(), "{}", stderr(&single));
+    let text = String::from_utf8_lossy(&single.stdout);
+    assert!(
+        text.contains("Emotional Reactions") && text.contains("Explorations"),
+        "{text}"
+    );
+}
+
+/// A copy of the shared data directory with one file rewritten by `edit`.
+fn edited_data(dir: &Path, file: &str, edit: impl Fn(Vec<u8>) -> Vec<u8>) -> PathBuf {
+    let out = dir.join("data");
+    std::fs::create_dir_all(&out).unwrap();
+    for f in [
+        "emotional-reactions-reddit.csv",
+        "interpretations-reddit.csv",
+        "explorations-reddit.csv",
+    ] {
+        let bytes = std::fs::read(data_dir().join(f)).unwrap();
+        std::fs::write(out.join(f), if f == file { edit(bytes) } else { bytes }).unwrap();
+    }
+    out
+}
+
+fn replace_first(bytes: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
+    String::from_utf8(bytes)
+        .unwrap()
+        .replacen(from, to, 1)
+        .into_bytes()
+}
+
+fn train_fails(data: &Path, dir: &Path, expected: &[&str]) {
+    let model = dir.join("model");
+    let out = epitome(
+        dir,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--encoder",
+            &tiny_encoder(),
+            "--limit",
+            "8",
+            "--epochs",
+            "1",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "train accepted bad input");
+    assert!(!err.contains("panicked"), "{err}");
+    for word in expected {
+        assert!(err.contains(word), "'{word}' missing from: {err}");
+    }
+    assert!(!model.exists(), "a partial bundle was left behind");
+}
+
+#[test]
+fn bad_annotation_files_are_named_with_line_and_field() {
+    let file = "interpretations-reddit.csv";
+    let dir = tempfile::tempdir().unwrap();
+    let data = edited_data(dir.path(), file, |b| {
+        replace_first(b, "level,rationales", "lvl,rationales")
+    });
+    train_fails(&data, dir.path(), &[file, "no column 'level'"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    // The first data row ends with its level and an empty rationale: `,0,` → `,7,`.
+    let data = edited_data(dir.path(), file, |b| {
+        let text = String::from_utf8(b).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(reader.headers().unwrap()).unwrap();
+        for (i, r) in reader.records().enumerate() {
+            let mut r: Vec<String> = r.unwrap().iter().map(str::to_owned).collect();
+            if i == 2 {
+                r[4] = "7".into();
+            }
+            writer.write_record(&r).unwrap();
+        }
+        writer.into_inner().unwrap()
+    });
+    train_fails(
+        &data,
+        dir.path(),
+        &[file, "line", "'level'", "expected 0, 1 or 2, found '7'"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = edited_data(dir.path(), file, |mut b| {
+        b.extend_from_slice(b"x1,y1,\"an unclosed quoted field,0,\n");
+        b
+    });
+    train_fails(&data, dir.path(), &[file, "line", "quote"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = edited_data(dir.path(), file, |_| Vec::new());
+    train_fails(&data, dir.path(), &[file, "empty"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = edited_data(dir.path(), file, |b| {
+        let mut text = b;
+        let pos = text.iter().position(|&c| c == b'\n').unwrap() + 10;
+        text.splice(pos..pos, [0xff, 0xfe]);
+        text
+    });
+    train_fails(&data, dir.path(), &[file, "line 2", "invalid UTF-8"]);
+}
+
+#[test]
+fn a_corrupted_bundle_is_refused_and_no_output_is_written() {
+    let model = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("model");
+    std::fs::create_dir_all(copy.join("encoder")).unwrap();
+    for f in [
+        "bundle.json",
+        "weights.safetensors",
+        "encoder/config.json",
+        "encoder/tokenizer.json",
+        "encoder/model.safetensors",
+    ] {
+        std::fs::copy(model.join(f), copy.join(f)).unwrap();
+    }
+    let weights = copy.join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x55;
+    std::fs::write(&weights, bytes).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let out = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            copy.to_str().unwrap(),
+            "--input",
+            shared()
+                .join("data/epitome-reddit/sample_test_input.csv")
+                .to_str()
+                .unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("weights.safetensors") && err.contains("corrupt"),
+        "{err}"
+    );
+    assert!(!output.exists());
+
+    let out = epitome(
+        dir.path(),
+        &[
+            "eval",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--data",
+            data_dir().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a model bundle"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_row_in_prediction_input_leaves_no_partial_output() {
+    let model = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut text = String::from("id,seeker_post,response_post\n");
+    for i in 0..300 {
+        text.push_str(&format!("{i},I feel low,I'm sorry to hear that\n"));
+    }
+    text.push_str("300,\"unclosed,oops\n");
+    std::fs::write(&input, text).unwrap();
+    let output = dir.path().join("out.csv");
+    let out = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("in.csv") && err.contains("line 302"), "{err}");
+    assert!(!output.exists(), "partial output left behind");
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("partial")));
+
+    let missing = dir.path().join("missing.csv");
+    std::fs::write(&missing, "id,seeker_post\n1,x\n").unwrap();
+    let out = epitome(
+        dir.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("response_post"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_encoder_directory_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = epitome(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            data_dir().to_str().unwrap(),
+            "--out",
+            dir.path().join("m").to_str().unwrap(),
+            "--encoder",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
+}
