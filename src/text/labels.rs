@@ -4,8 +4,9 @@ use super::Encoded;
 use crate::data::CharSpan;
 
 /// 1 for each token whose char range overlaps a rationale span, 0 otherwise. Special tokens
-/// and empty-range tokens are never rationale tokens. A span cut off by truncation labels the
-/// tokens that remain.
+/// are never rationale tokens. A zero-width token (byte-level BPE gives one to the second of two
+/// spaces) counts when it lies strictly inside a span, so that it does not split the span in two.
+/// A span cut off by truncation labels the tokens that remain.
 pub fn token_labels(encoded: &Encoded, spans: &[CharSpan]) -> Vec<u8> {
     encoded
         .offsets
@@ -13,7 +14,14 @@ pub fn token_labels(encoded: &Encoded, spans: &[CharSpan]) -> Vec<u8> {
         .zip(&encoded.special)
         .map(|(&(start, end), &special)| {
             let token = CharSpan { start, end };
-            u8::from(!special && !token.is_empty() && spans.iter().any(|s| s.overlaps(&token)))
+            let inside = |s: &CharSpan| {
+                if token.is_empty() {
+                    s.start < start && start < s.end
+                } else {
+                    s.overlaps(&token)
+                }
+            };
+            u8::from(!special && spans.iter().any(inside))
         })
         .collect()
 }
@@ -26,7 +34,11 @@ pub fn spans_from_tokens(encoded: &Encoded, flags: &[bool]) -> Vec<CharSpan> {
     for ((&(start, end), &special), &flag) in
         encoded.offsets.iter().zip(&encoded.special).zip(flags)
     {
-        if flag && !special && end > start {
+        if !special && end <= start {
+            // Zero-width tokens cover no text: they neither extend nor end a span.
+            continue;
+        }
+        if flag && !special {
             current = Some(match current {
                 Some(c) => CharSpan {
                     start: c.start,
