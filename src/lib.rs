@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod rng;
+pub mod serve;
 pub mod text;
 pub mod train;
 

@@ -44,6 +44,39 @@ enum Command {
     Predict(PredictArgs),
     /// Measure encoder throughput and training-step time.
     Bench(BenchArgs),
+    /// Serve a model over HTTP: a JSON API and a feedback page for peer supporters.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A model bundle written by `epitome train`.
+    #[arg(long, env = "EPITOME_MODEL")]
+    model: PathBuf,
+    /// Address to listen on. The default is reachable from this machine only.
+    #[arg(long, env = "EPITOME_ADDR", default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// File holding a bearer token required on /v1/score, /info and /metrics.
+    #[arg(long, env = "EPITOME_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Tokens (seeker and response) in one model batch.
+    #[arg(long, default_value_t = 8192)]
+    max_batch_tokens: usize,
+    /// Milliseconds a request waits for others to share its batch.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Requests that may wait for the model; more get 429.
+    #[arg(long, default_value_t = 64)]
+    max_concurrent_requests: usize,
+    /// Pairs in one request.
+    #[arg(long, default_value_t = 64)]
+    max_pairs_per_request: usize,
+    /// Bytes in one request body.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Characters in one post (posts are truncated to the model's maximum tokens anyway).
+    #[arg(long, default_value_t = 20_000)]
+    max_text_chars: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +338,7 @@ fn run(command: Command) -> Result<()> {
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
         Command::Quickstart(args) => quickstart(&args),
+        Command::Serve(args) => serve(&args),
         Command::Bench(args) => {
             let (encoder, _) = args.encoder.resolve()?;
             let report = epitome::bench::run(&encoder, args.iters)?;
@@ -317,6 +351,49 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let token = match &args.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .trim()
+                .to_owned();
+            if token.is_empty() {
+                bail!("the token file {} is empty", path.display());
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let bundle = epitome::bundle::load(&args.model, &Device::Cpu)?;
+    let config = epitome::serve::ServeConfig {
+        addr: args.addr,
+        token,
+        max_batch_tokens: args.max_batch_tokens,
+        max_wait: std::time::Duration::from_millis(args.max_wait_ms),
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_pairs_per_request: args.max_pairs_per_request,
+        max_body_bytes: args.max_body_bytes,
+        max_text_chars: args.max_text_chars,
+    };
+    match (&config.token, args.addr.ip().is_loopback()) {
+        (None, true) => tracing::info!("no token: reachable from this machine only ({})", args.addr),
+        (None, false) => tracing::warn!(
+            "no token and a non-loopback address ({}): anyone who can reach it can send text to score; pass --token-file",
+            args.addr
+        ),
+        (Some(_), _) => tracing::info!("bearer token required on /v1/score, /info and /metrics"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(epitome::serve::serve_bundle(config, bundle))
+        .with_context(|| format!("cannot serve on {}", args.addr))
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
@@ -590,6 +667,14 @@ mod tests {
             Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err()
         );
         Cli::try_parse_from(["epitome", "bench", "--iters", "2"]).unwrap();
+        let cli = Cli::try_parse_from(["epitome", "serve", "--model", "m"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!()
+        };
+        assert!(
+            args.addr.ip().is_loopback(),
+            "the server binds to loopback by default"
+        );
     }
 }
 

@@ -70,40 +70,69 @@ pub fn to_prediction(
     }
 }
 
-/// Tokenizes and scores a batch of pairs.
+/// A pair with both posts tokenized.
+#[derive(Clone, Debug)]
+pub struct EncodedPair {
+    pub pair: Pair,
+    pub seeker: Encoded,
+    pub response: Encoded,
+}
+
+impl EncodedPair {
+    pub fn new(text: &TextEncoder, pair: Pair) -> Result<Self, crate::text::TextError> {
+        Ok(Self {
+            seeker: text.encode(&pair.seeker_post)?,
+            response: text.encode(&pair.response_post)?,
+            pair,
+        })
+    }
+
+    /// Tokens the pair puts through the encoders.
+    pub fn tokens(&self) -> usize {
+        self.seeker.len() + self.response.len()
+    }
+}
+
+/// Tokenizes and scores pairs, in input order.
 pub fn predict_pairs(
     scorer: &Scorer,
     text: &TextEncoder,
     pairs: &[Pair],
 ) -> Result<Vec<PairPrediction>, crate::Error> {
-    let mut seekers = Vec::with_capacity(pairs.len());
-    let mut responses = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        seekers.push(text.encode(&p.seeker_post)?);
-        responses.push(text.encode(&p.response_post)?);
-    }
+    let encoded = pairs
+        .iter()
+        .map(|p| EncodedPair::new(text, p.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(predict_encoded(scorer, &encoded)?)
+}
+
+/// Scores tokenized pairs, in input order.
+pub fn predict_encoded(
+    scorer: &Scorer,
+    pairs: &[EncodedPair],
+) -> Result<Vec<PairPrediction>, candle_core::Error> {
     // Scoring pads each batch to its longest text: order by length so that batches are even.
     let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by_key(|&i| (responses[i].len(), seekers[i].len()));
+    order.sort_by_key(|&i| (pairs[i].response.len(), pairs[i].seeker.len()));
     let mut results: Vec<Option<PairPrediction>> = vec![None; pairs.len()];
     for chunk in order.chunks(BATCH) {
-        let s: Vec<&Encoded> = chunk.iter().map(|&i| &seekers[i]).collect();
-        let r: Vec<&Encoded> = chunk.iter().map(|&i| &responses[i]).collect();
+        let s: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].seeker).collect();
+        let r: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].response).collect();
         let scores = scorer.score_encoded(&s, &r)?;
         for (&i, pair_scores) in chunk.iter().zip(scores) {
-            let pair = &pairs[i];
+            let p = &pairs[i];
             results[i] = Some(PairPrediction {
-                id: pair.id.clone(),
+                id: p.pair.id.clone(),
                 mechanisms: pair_scores
                     .iter()
                     .map(|sc| {
                         (
                             sc.mechanism,
-                            to_prediction(&pair.response_post, &responses[i], sc),
+                            to_prediction(&p.pair.response_post, &p.response, sc),
                         )
                     })
                     .collect(),
-                truncated: seekers[i].truncated || responses[i].truncated,
+                truncated: p.seeker.truncated || p.response.truncated,
             });
         }
     }

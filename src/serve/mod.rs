@@ -1,0 +1,190 @@
+//! `epitome serve`: a JSON API and a feedback page over a model bundle.
+//!
+//! Shaped after text-embeddings-inference: the HTTP layer validates and tokenizes, a bounded
+//! queue feeds one model thread that batches concurrent requests, and the two meet only through
+//! [`batcher::Backend`], which has no tensor in it.
+
+pub mod api;
+pub mod batcher;
+pub mod metrics;
+pub mod openapi;
+
+use crate::bundle::LoadedBundle;
+use crate::predict::{predict_encoded, EncodedPair, PairPrediction, Scorer};
+use batcher::{Backend, BatchLimits, Batcher};
+use candle_core::Device;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    /// Bearer token required on /v1/score, /info and /metrics.
+    pub token: Option<String>,
+    pub max_batch_tokens: usize,
+    pub max_wait: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_pairs_per_request: usize,
+    pub max_body_bytes: usize,
+    /// Longest post accepted, in characters; posts are truncated to the model's maximum length
+    /// in tokens anyway, this only refuses absurd inputs before tokenizing them.
+    pub max_text_chars: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            max_batch_tokens: 8192,
+            max_wait: Duration::from_millis(5),
+            max_concurrent_requests: 64,
+            max_pairs_per_request: 64,
+            max_body_bytes: 1 << 20,
+            max_text_chars: 20_000,
+        }
+    }
+}
+
+/// The bundle as the server's backend.
+pub struct BundleBackend {
+    bundle: LoadedBundle,
+    device: Device,
+}
+
+impl Backend for BundleBackend {
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, String> {
+        let scorer = Scorer {
+            model: &self.bundle.model,
+            text: &self.bundle.text,
+            pad_id: self.bundle.pad_id,
+            device: &self.device,
+        };
+        predict_encoded(&scorer, pairs).map_err(|e| e.to_string())
+    }
+}
+
+/// Facts for `GET /info`.
+fn info(bundle: &LoadedBundle) -> serde_json::Value {
+    let i = &bundle.info;
+    serde_json::json!({
+        "epitome_version": env!("CARGO_PKG_VERSION"),
+        "bundle_epitome_version": i.epitome_version,
+        "mechanisms": i.model.mechanisms,
+        "responder": i.model.responder,
+        "max_len": i.max_len,
+        "encoder": {"source": i.encoder.source, "model_type": i.encoder.config.model_type,
+                    "hidden_size": i.encoder.config.hidden_size, "layers": i.encoder.config.num_hidden_layers},
+        "training_data_sha256": i.data.as_ref().map(|d| &d.file_sha256),
+        "files_sha256": i.files,
+    })
+}
+
+/// A server running in the background of a tokio runtime.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Binds and starts serving `backend`; must be called inside a tokio runtime.
+pub async fn start<B: Backend>(
+    config: ServeConfig,
+    backend: B,
+    text: crate::text::TextEncoder,
+    info: serde_json::Value,
+) -> std::io::Result<Running> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let batcher = Batcher::spawn(
+        backend,
+        BatchLimits {
+            max_batch_tokens: config.max_batch_tokens,
+            max_wait: config.max_wait,
+            max_queued: config.max_concurrent_requests,
+        },
+        metrics.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(api::AppState {
+        config,
+        batcher,
+        text,
+        metrics,
+        info,
+        request_ids: AtomicU64::new(0),
+    });
+    let app = api::router(state);
+    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = signal.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves a bundle until SIGINT or SIGTERM, then finishes the requests in flight.
+pub async fn serve_bundle(config: ServeConfig, bundle: LoadedBundle) -> std::io::Result<()> {
+    let (backend, text, facts) = bundle_backend(bundle);
+    let running = start(config, backend, text, facts).await?;
+    tracing::info!("listening on http://{}", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    running.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Builds the bundle backend and its facts, for callers that start the server themselves.
+pub fn bundle_backend(
+    bundle: LoadedBundle,
+) -> (BundleBackend, crate::text::TextEncoder, serde_json::Value) {
+    let text = bundle.text.clone();
+    let facts = info(&bundle);
+    (
+        BundleBackend {
+            bundle,
+            device: Device::Cpu,
+        },
+        text,
+        facts,
+    )
+}

@@ -1,0 +1,513 @@
+//! The HTTP server on an ephemeral loopback port, with real HTTP requests.
+
+mod common;
+
+use common::*;
+use epitome::data::Pair;
+use epitome::predict::{predict_pairs, EncodedPair, PairPrediction, Scorer};
+use epitome::serve::batcher::Backend;
+use epitome::serve::{bundle_backend, start, Running, ServeConfig};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn model() -> PathBuf {
+    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("model");
+            let encoder =
+                epitome::encoder::PretrainedEncoder::open(&fixtures().join("tiny-roberta"))
+                    .unwrap();
+            let options = epitome::train::TrainOptions {
+                epochs: 1,
+                batch_size: 8,
+                limit: Some(24),
+                dev_fraction: 0.0,
+                ..epitome::train::TrainOptions::default_for_minilm()
+            };
+            epitome::train::train(
+                &shared().join("data/epitome-reddit"),
+                &encoder,
+                "tiny",
+                &options,
+                &out,
+            )
+            .unwrap();
+            (dir, out)
+        })
+        .1
+        .clone()
+}
+
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    running: Option<Running>,
+}
+
+impl Server {
+    fn start<B: Backend>(
+        config: ServeConfig,
+        backend: B,
+        text: epitome::text::TextEncoder,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..config
+        };
+        let running = runtime
+            .block_on(start(
+                config,
+                backend,
+                text,
+                json!({"mechanisms": ["ER", "IP", "EX"], "max_len": 64}),
+            ))
+            .unwrap();
+        Self {
+            runtime,
+            running: Some(running),
+        }
+    }
+
+    fn bundle(config: ServeConfig) -> Self {
+        let bundle = epitome::bundle::load(&model(), &candle_core::Device::Cpu).unwrap();
+        let (backend, text, _) = bundle_backend(bundle);
+        Self::start(config, backend, text)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = self.runtime.block_on(r.stop());
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Reply {
+        status,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn post(addr: SocketAddr, body: &Value) -> Reply {
+    request(
+        addr,
+        "POST",
+        "/v1/score",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn pairs() -> Vec<Pair> {
+    let data = epitome::data::load_epitome(&shared().join("data/epitome-reddit")).unwrap();
+    data.examples
+        .iter()
+        .skip(100)
+        .take(12)
+        .enumerate()
+        .map(|(i, e)| Pair {
+            id: format!("q{i}"),
+            seeker_post: e.seeker_post.clone(),
+            response_post: e.response_post.clone(),
+        })
+        .collect()
+}
+
+fn assert_same(served: &Value, direct: &PairPrediction) {
+    let direct = direct.to_json();
+    assert_eq!(served["id"], direct["id"]);
+    for m in ["ER", "IP", "EX"] {
+        assert_eq!(served[m]["level"], direct[m]["level"], "{m}");
+        assert_eq!(served[m]["rationales"], direct[m]["rationales"], "{m}");
+        for k in 0..3 {
+            let (a, b) = (
+                served[m]["probs"][k].as_f64().unwrap(),
+                direct[m]["probs"][k].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-5, "{m} prob {k}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn scoring_equals_predict_for_single_pairs_and_batches() {
+    let server = Server::bundle(ServeConfig::default());
+    let bundle = epitome::bundle::load(&model(), &candle_core::Device::Cpu).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let scorer = Scorer {
+        model: &bundle.model,
+        text: &bundle.text,
+        pad_id: bundle.pad_id,
+        device: &dev,
+    };
+    let pairs = pairs();
+    let direct = predict_pairs(&scorer, &bundle.text, &pairs).unwrap();
+
+    let one = post(
+        server.addr(),
+        &json!({"id": "q0", "seeker_post": pairs[0].seeker_post, "response_post": pairs[0].response_post}),
+    );
+    assert_eq!(one.status, 200, "{}", String::from_utf8_lossy(&one.body));
+    assert_same(&one.json(), &direct[0]);
+
+    let batch: Vec<Value> = pairs
+        .iter()
+        .map(
+            |p| json!({"id": p.id, "seeker_post": p.seeker_post, "response_post": p.response_post}),
+        )
+        .collect();
+    let many = post(server.addr(), &json!({ "pairs": batch }));
+    assert_eq!(many.status, 200);
+    let served = many.json();
+    let served = served["predictions"].as_array().unwrap();
+    assert_eq!(served.len(), pairs.len());
+    for (s, d) in served.iter().zip(&direct) {
+        assert_same(s, d);
+    }
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_metrics_move() {
+    let server = Server::bundle(ServeConfig {
+        max_wait: Duration::from_millis(60),
+        ..ServeConfig::default()
+    });
+    let addr = server.addr();
+    let pairs = pairs();
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            let p = pairs[i % pairs.len()].clone();
+            std::thread::spawn(move || {
+                post(
+                    addr,
+                    &json!({"seeker_post": p.seeker_post, "response_post": p.response_post}),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let metrics = String::from_utf8(request(addr, "GET", "/metrics", &[], b"").body).unwrap();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value("epitome_requests_total{route=\"/v1/score\",status=\"200\"}"),
+        24.0
+    );
+    assert_eq!(value("epitome_pairs_scored_total"), 24.0);
+    let batches = value("epitome_batch_pairs_count");
+    assert!(
+        batches < 24.0,
+        "24 concurrent requests ran in {batches} batches: none were batched together"
+    );
+    assert_eq!(value("epitome_request_duration_seconds_count"), 24.0);
+    assert!(metrics.contains("epitome_queue_depth 0"));
+}
+
+#[test]
+fn bad_requests_get_clear_4xx_errors() {
+    let server = Server::bundle(ServeConfig {
+        max_pairs_per_request: 3,
+        max_body_bytes: 4096,
+        max_text_chars: 500,
+        ..ServeConfig::default()
+    });
+    let addr = server.addr();
+    let check = |reply: Reply, status: u16, kind: &str, words: &str| {
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body = reply.json();
+        assert_eq!(body["type"], kind);
+        assert!(body["error"].as_str().unwrap().contains(words), "{body}");
+    };
+    check(
+        request(addr, "POST", "/v1/score", &[], b"{not json"),
+        400,
+        "invalid_json",
+        "not valid JSON",
+    );
+    check(
+        request(
+            addr,
+            "POST",
+            "/v1/score",
+            &[],
+            b"{\"seeker_post\": \"\xff\"}",
+        ),
+        400,
+        "invalid_utf8",
+        "UTF-8",
+    );
+    check(
+        post(addr, &json!({"seeker_post": "hi"})),
+        422,
+        "validation_error",
+        "missing field response_post",
+    );
+    check(
+        post(addr, &json!({"seeker_post": "hi", "response_post": 5})),
+        422,
+        "validation_error",
+        "response_post: expected a string",
+    );
+    check(
+        post(addr, &json!({"seeker_post": "hi", "response_post": "   "})),
+        422,
+        "validation_error",
+        "empty",
+    );
+    check(
+        post(addr, &json!({"pairs": "x"})),
+        422,
+        "validation_error",
+        "expected an array",
+    );
+    check(
+        post(
+            addr,
+            &json!({"pairs": [{"seeker_post": "a", "response_post": "b"}, {"seeker_post": "a"}]}),
+        ),
+        422,
+        "validation_error",
+        "pairs[1]",
+    );
+    let four: Vec<Value> = (0..4)
+        .map(|_| json!({"seeker_post": "a", "response_post": "b"}))
+        .collect();
+    check(
+        post(addr, &json!({ "pairs": four })),
+        413,
+        "payload_too_large",
+        "max_pairs_per_request",
+    );
+    check(
+        post(
+            addr,
+            &json!({"seeker_post": "a", "response_post": "b".repeat(600)}),
+        ),
+        413,
+        "payload_too_large",
+        "max_text_chars",
+    );
+    check(
+        post(
+            addr,
+            &json!({"seeker_post": "a".repeat(5000), "response_post": "b"}),
+        ),
+        413,
+        "payload_too_large",
+        "max_body_bytes",
+    );
+    check(
+        request(addr, "GET", "/nowhere", &[], b""),
+        404,
+        "not_found",
+        "openapi",
+    );
+
+    // A long post is truncated, and the answer says so.
+    let long = post(
+        addr,
+        &json!({"seeker_post": "I feel alone. ".repeat(30), "response_post": "I am sorry."}),
+    );
+    assert_eq!(long.status, 200);
+    assert_eq!(long.json()["truncated"], true);
+}
+
+#[test]
+fn a_token_guards_scoring_info_and_metrics_but_not_health() {
+    let server = Server::bundle(ServeConfig {
+        token: Some("s3cret".into()),
+        ..ServeConfig::default()
+    });
+    let addr = server.addr();
+    let body = json!({"seeker_post": "I feel low", "response_post": "I'm sorry to hear that."})
+        .to_string();
+    assert_eq!(
+        request(addr, "POST", "/v1/score", &[], body.as_bytes()).status,
+        401
+    );
+    assert_eq!(
+        request(
+            addr,
+            "POST",
+            "/v1/score",
+            &[("Authorization", "Bearer nope")],
+            body.as_bytes()
+        )
+        .status,
+        401
+    );
+    let ok = request(
+        addr,
+        "POST",
+        "/v1/score",
+        &[("Authorization", "Bearer s3cret")],
+        body.as_bytes(),
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(request(addr, "GET", "/info", &[], b"").status, 401);
+    assert_eq!(request(addr, "GET", "/metrics", &[], b"").status, 401);
+    assert_eq!(
+        request(
+            addr,
+            "GET",
+            "/info",
+            &[("Authorization", "Bearer s3cret")],
+            b""
+        )
+        .status,
+        200
+    );
+    assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(request(addr, "GET", "/readyz", &[], b"").status, 200);
+    let unauth = request(addr, "POST", "/v1/score", &[], body.as_bytes()).json();
+    assert_eq!(unauth["type"], "unauthorized");
+}
+
+/// A backend that takes its time, so that the queue fills.
+struct Slow;
+
+impl Backend for Slow {
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, String> {
+        std::thread::sleep(Duration::from_millis(400));
+        Ok(pairs
+            .iter()
+            .map(|p| PairPrediction {
+                id: p.pair.id.clone(),
+                mechanisms: vec![],
+                truncated: false,
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn a_full_queue_answers_429_instead_of_growing() {
+    let text = epitome::encoder::PretrainedEncoder::open(&fixtures().join("tiny-roberta"))
+        .unwrap()
+        .text_encoder(64)
+        .unwrap();
+    let server = Server::start(
+        ServeConfig {
+            max_concurrent_requests: 1,
+            max_wait: Duration::from_millis(0),
+            ..ServeConfig::default()
+        },
+        Slow,
+        text,
+    );
+    let addr = server.addr();
+    let send = move || post(addr, &json!({"seeker_post": "a", "response_post": "b"})).status;
+    let first = std::thread::spawn(send);
+    std::thread::sleep(Duration::from_millis(100)); // the model thread is busy with the first
+    let second = std::thread::spawn(send);
+    std::thread::sleep(Duration::from_millis(100)); // the second waits in the queue
+    let third = send();
+    assert_eq!(third, 429);
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(second.join().unwrap(), 200);
+}
+
+#[test]
+fn openapi_describes_the_real_routes_and_the_page_is_served() {
+    let server = Server::bundle(ServeConfig::default());
+    let addr = server.addr();
+    let doc = request(addr, "GET", "/openapi.json", &[], b"").json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let reply = request(addr, &method.to_uppercase(), path, &[], b"{}");
+            assert_ne!(
+                reply.status, 404,
+                "{method} {path} is documented but not served"
+            );
+            assert_ne!(
+                reply.status, 405,
+                "{method} {path} is documented with the wrong method"
+            );
+        }
+    }
+    assert!(paths.contains_key("/v1/score") && paths.contains_key("/metrics"));
+    for schema in ["Pair", "Batch", "Prediction", "Error"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    let info = request(addr, "GET", "/info", &[], b"").json();
+    assert!(info["mechanisms"].is_array());
+    let page = request(addr, "GET", "/", &[], b"");
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("Empathy feedback") && html.contains("/v1/score"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+}
