@@ -36,7 +36,7 @@ fn a_span_cut_by_truncation_labels_the_tokens_that_remain() {
     // A span that straddles the cut keeps its first tokens.
     let straddling = locate_spans(response, &["for you and I am so sorry"]).spans;
     let labels = token_labels(&cut, &straddling);
-    assert!(labels.iter().any(|&l| l == 1));
+    assert!(labels.contains(&1));
     let first = cut
         .offsets
         .iter()
