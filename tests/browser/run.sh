@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Browser test of the feedback page: installs Debian's Chromium and playwright-core if missing,
+# trains a tiny model on the fixture encoder, serves it on a free loopback port and drives the
+# page. Usage: tests/browser/run.sh [MODEL_DIR] [SCREENSHOT.png]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+shared="$(cd "$root/../shared" && pwd)"
+
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+[ -d "$here/node_modules/playwright-core" ] || (cd "$here" && npm install --no-audit --no-fund --silent)
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin="$root/target/release/epitome"
+work="$(mktemp -d)"
+trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+model="${1:-}"
+if [ -z "$model" ]; then
+  model="$work/model"
+  "$bin" --log warn train --data "$shared/data/epitome-reddit" --encoder "$shared/fixtures/tiny-roberta" \
+    --out "$model" --limit 200 --epochs 3 --lr 1e-3 --dev-fraction 0
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin" --log warn serve --model "$model" --addr "127.0.0.1:$port" &
+server=$!
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+node "$here/feedback.mjs" "http://127.0.0.1:$port/" "${2:-}"
