@@ -12,6 +12,7 @@ pub mod encoder;
 mod error;
 pub mod evaluate;
 pub mod features;
+pub mod loadtest;
 pub mod mechanism;
 pub mod metrics;
 pub mod model;

@@ -46,6 +46,33 @@ enum Command {
     Bench(BenchArgs),
     /// Serve a model over HTTP: a JSON API and a feedback page for peer supporters.
     Serve(ServeArgs),
+    /// Send a bounded load of scoring requests to a local `epitome serve` and report latency.
+    Loadtest(LoadtestArgs),
+}
+
+#[derive(Args, Debug)]
+struct LoadtestArgs {
+    /// Address of the server (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Pairs to send (CSV or JSONL with seeker_post and response_post), cycled through.
+    #[arg(long)]
+    input: PathBuf,
+    /// Requests in total.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop sending after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// File holding the server's bearer token, if it has one.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -339,6 +366,7 @@ fn run(command: Command) -> Result<()> {
         Command::Predict(args) => predict(&args),
         Command::Quickstart(args) => quickstart(&args),
         Command::Serve(args) => serve(&args),
+        Command::Loadtest(args) => loadtest(&args),
         Command::Bench(args) => {
             let (encoder, _) = args.encoder.resolve()?;
             let report = epitome::bench::run(&encoder, args.iters)?;
@@ -351,6 +379,36 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn loadtest(args: &LoadtestArgs) -> Result<()> {
+    let pairs = PairReader::open(&args.input)?.collect::<Result<Vec<_>, _>>()?;
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let test = epitome::loadtest::LoadTest {
+        addr: args.addr,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        max_duration: std::time::Duration::from_secs(args.max_seconds),
+        token,
+    };
+    let report = epitome::loadtest::run(&test, &pairs).map_err(anyhow::Error::msg)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    println!("{json}");
+    if let Some(path) = &args.json {
+        write_atomically(path, &(json + "\n"))?;
+    }
+    if report.failed + report.lost > 0 {
+        bail!("{} failed and {} lost requests", report.failed, report.lost);
+    }
+    Ok(())
 }
 
 fn serve(args: &ServeArgs) -> Result<()> {

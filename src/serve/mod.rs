@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod client;
 pub mod metrics;
 pub mod openapi;
 
