@@ -119,12 +119,14 @@ fn check_original_biencoder(checkpoint: &str) {
     let tensors = rename_original(
         read_checkpoint(&dir.join(checkpoint), &dev).unwrap(),
         Mechanism::EmotionalReactions,
+        "responder",
     );
     let config = ModelConfig {
         mechanisms: vec![Mechanism::EmotionalReactions],
         responder: ResponderSharing::Shared,
         dropout: 0.1,
         mask_seeker_padding: false,
+        pad_to_max_len: false,
     };
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(&dev), &pretrained.config, &config).unwrap();
@@ -187,4 +189,51 @@ fn original_biencoder_safetensors_matches_pytorch() {
 #[test]
 fn original_biencoder_pth_matches_pytorch() {
     check_original_biencoder("model.pth");
+}
+
+#[test]
+fn an_imported_original_checkpoint_predicts_as_pytorch_through_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("imported");
+    let encoder = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
+    let checkpoint = fixtures().join("tiny-biencoder/model.pth");
+    epitome::bundle::import_original(
+        &encoder,
+        &[(Mechanism::EmotionalReactions, checkpoint)],
+        64,
+        &out,
+    )
+    .unwrap();
+    let bundle = epitome::bundle::load(&out, &Device::Cpu).unwrap();
+    let dev = Device::Cpu;
+    let scorer = epitome::predict::Scorer {
+        model: &bundle.model,
+        text: &bundle.text,
+        pad_id: bundle.pad_id,
+        device: &dev,
+    };
+    let reference = reference("tiny-biencoder-reference.json");
+    let mut checked = 0;
+    for case in reference["cases"].as_array().unwrap() {
+        if case["padded_to"].as_u64() != Some(64) {
+            continue; // the original pads every post to 64; the others are unpadded references
+        }
+        let pair = epitome::data::Pair {
+            id: "x".into(),
+            seeker_post: case["seeker_post"].as_str().unwrap().into(),
+            response_post: case["response_post"].as_str().unwrap().into(),
+        };
+        let p = epitome::predict::predict_pairs(&scorer, &bundle.text, &[pair])
+            .unwrap()
+            .remove(0);
+        let logits = f32s(&case["empathy_logits"]);
+        let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+        let probs: Vec<f32> = logits.iter().map(|l| (l - max).exp() / sum).collect();
+        let (m, got) = &p.mechanisms[0];
+        assert_eq!(*m, Mechanism::EmotionalReactions);
+        assert_close(&got.probs, &probs, 1e-4, "imported bundle probabilities");
+        checked += 1;
+    }
+    assert!(checked >= 2);
 }

@@ -48,6 +48,31 @@ enum Command {
     Serve(ServeArgs),
     /// Send a bounded load of scoring requests to a local `epitome serve` and report latency.
     Loadtest(LoadtestArgs),
+    /// Make a bundle from checkpoints of the original code (one per mechanism, .pth or .safetensors).
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// The pretrained encoder the checkpoints started from (for the paper's models: roberta-base).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// A checkpoint and its mechanism, as ER=path; repeat for IP and EX.
+    #[arg(long = "checkpoint", value_parser = parse_checkpoint, required = true)]
+    checkpoints: Vec<(epitome::Mechanism, PathBuf)>,
+    /// Tokens per post; the original code uses 64.
+    #[arg(long, default_value_t = 64)]
+    max_len: usize,
+    /// Where to write the bundle.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_checkpoint(s: &str) -> Result<(epitome::Mechanism, PathBuf), String> {
+    let (m, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected MECHANISM=PATH, e.g. ER=er.pth"))?;
+    Ok((m.parse()?, PathBuf::from(path)))
 }
 
 #[derive(Args, Debug)]
@@ -367,6 +392,12 @@ fn run(command: Command) -> Result<()> {
         Command::Quickstart(args) => quickstart(&args),
         Command::Serve(args) => serve(&args),
         Command::Loadtest(args) => loadtest(&args),
+        Command::Import(args) => {
+            let encoder = PretrainedEncoder::open(&args.encoder)?;
+            epitome::bundle::import_original(&encoder, &args.checkpoints, args.max_len, &args.out)?;
+            eprintln!("bundle written to {}", args.out.display());
+            Ok(())
+        }
         Command::Bench(args) => {
             let (encoder, _) = args.encoder.resolve()?;
             let report = epitome::bench::run(&encoder, args.iters)?;

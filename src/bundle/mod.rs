@@ -10,6 +10,10 @@
 //! Saving assembles the directory beside its destination and renames it into place; loading
 //! verifies every hash and every tensor and names what is wrong.
 
+mod import;
+
+pub use import::import_original;
+
 use crate::data::{LoadReport, Split};
 use crate::encoder::fetch::sha256_file;
 use crate::encoder::{EncoderConfig, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};

@@ -32,6 +32,10 @@ pub struct ModelConfig {
     /// Whether response tokens may attend to seeker padding. The original code passes no mask
     /// (its inputs are padded to 64, so padding is attended); epitome masks it.
     pub mask_seeker_padding: bool,
+    /// Pad every post to the maximum length, as the original code does. Only imported
+    /// checkpoints need it: with an unmasked seeker, the padding changes the result.
+    #[serde(default)]
+    pub pad_to_max_len: bool,
 }
 
 pub const SEEKER_PREFIX: &str = "seeker";

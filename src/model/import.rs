@@ -1,7 +1,7 @@
 //! Checkpoints of the original code (github.com/behavioral-data/Empathy-Mental-Health): one
 //! model per mechanism, saved with PyTorch (`.pth`) or converted to safetensors.
 
-use super::biencoder::{RESPONDER_PREFIX, SEEKER_PREFIX};
+use super::biencoder::SEEKER_PREFIX;
 use crate::mechanism::Mechanism;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -21,17 +21,23 @@ pub fn read_checkpoint(
     Ok(tensors)
 }
 
-/// Renames an original checkpoint's tensors to epitome's layout for mechanism `m`.
+/// Renames an original checkpoint's tensors to epitome's layout for mechanism `m`, with its
+/// responder encoder under `responder_prefix` (`responder` when shared, `responder.ER` when
+/// each mechanism has its own, as in the original).
 ///
 /// `norm.*` is dropped: the original defines that layer but its forward pass never uses it.
 /// So are the token-classification heads of the wrapped encoders, also unused.
-pub fn rename_original(tensors: HashMap<String, Tensor>, m: Mechanism) -> HashMap<String, Tensor> {
+pub fn rename_original(
+    tensors: HashMap<String, Tensor>,
+    m: Mechanism,
+    responder_prefix: &str,
+) -> HashMap<String, Tensor> {
     let mut out = HashMap::new();
     for (name, t) in tensors {
         let renamed = if let Some(rest) = name.strip_prefix("seeker_encoder.roberta.") {
             Some(format!("{SEEKER_PREFIX}.{rest}"))
         } else if let Some(rest) = name.strip_prefix("responder_encoder.roberta.") {
-            Some(format!("{RESPONDER_PREFIX}.{rest}"))
+            Some(format!("{responder_prefix}.{rest}"))
         } else if ["attn.", "empathy_classifier.", "rationale_classifier."]
             .iter()
             .any(|p| name.starts_with(p))

@@ -36,8 +36,13 @@ impl Scorer<'_> {
         if seekers.is_empty() {
             return Ok(Vec::new());
         }
-        let seeker_batch = batch_of(seekers, self.pad_id, self.device)?;
-        let response_batch = batch_of(responses, self.pad_id, self.device)?;
+        let pad_to = self
+            .model
+            .config()
+            .pad_to_max_len
+            .then_some(self.text.max_len());
+        let seeker_batch = padded_batch_of(seekers, self.pad_id, pad_to, self.device)?;
+        let response_batch = padded_batch_of(responses, self.pad_id, pad_to, self.device)?;
         let states = self.model.encode_seekers(&seeker_batch)?;
         let logits =
             self.model
@@ -85,11 +90,21 @@ fn argmax(p: &[f32]) -> usize {
         .0
 }
 
-/// A padded batch of tokenized texts.
+/// A batch of tokenized texts padded to its longest text.
 pub fn batch_of(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<TokenBatch> {
+    padded_batch_of(items, pad_id, None, device)
+}
+
+/// A batch of tokenized texts padded to its longest text, or to `pad_to` when longer.
+pub fn padded_batch_of(
+    items: &[&Encoded],
+    pad_id: u32,
+    pad_to: Option<usize>,
+    device: &Device,
+) -> Result<TokenBatch> {
     let rows: Vec<(&[u32], &[u32])> = items
         .iter()
         .map(|e| (e.ids.as_slice(), e.type_ids.as_slice()))
         .collect();
-    TokenBatch::new(&rows, pad_id, None, device)
+    TokenBatch::new(&rows, pad_id, pad_to, device)
 }

@@ -70,6 +70,7 @@ impl Trainer {
             responder: options.responder,
             dropout: options.dropout,
             mask_seeker_padding: true,
+            pad_to_max_len: false,
         };
         let tensors = bundle::assemble(&config, encoder.load_tensors(device)?, HashMap::new());
         let varmap = VarMap::new();
