@@ -237,3 +237,36 @@ fn an_imported_original_checkpoint_predicts_as_pytorch_through_the_bundle() {
     }
     assert!(checked >= 2);
 }
+
+#[test]
+fn fused_inference_kernels_agree_with_the_differentiable_training_path() {
+    let dev = Device::Cpu;
+    let pretrained = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
+    let mut config = pretrained.config.clone();
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let source = ParamSource::load(pretrained.load_tensors(&dev).unwrap());
+    let encoder = Encoder::load(source.var_builder(&dev), &config).unwrap();
+    let text = pretrained.text_encoder(64).unwrap();
+    let a = text.encode("I'm so sorry. That must be hard.").unwrap();
+    let b = text.encode("How are you?").unwrap();
+    let batch = TokenBatch::new(
+        &[(&a.ids, &a.type_ids), (&b.ids, &b.type_ids)],
+        1,
+        None,
+        &dev,
+    )
+    .unwrap();
+    let rng = std::sync::Mutex::new(epitome::rng::SplitMix64::new(1));
+    let infer = encoder.forward(&batch, Mode::Infer).unwrap();
+    let train = encoder.forward(&batch, Mode::Train(&rng)).unwrap();
+    let diff = (infer - train)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-4, "fused and composite paths differ by {diff}");
+}

@@ -494,3 +494,35 @@ fn openapi_describes_the_real_routes_and_the_page_is_served() {
         "the page loads nothing from elsewhere"
     );
 }
+
+#[test]
+fn shutdown_finishes_the_requests_in_flight() {
+    let text = epitome::encoder::PretrainedEncoder::open(&fixtures().join("tiny-roberta"))
+        .unwrap()
+        .text_encoder(64)
+        .unwrap();
+    let mut server = Server::start(
+        ServeConfig {
+            max_wait: Duration::from_millis(0),
+            ..ServeConfig::default()
+        },
+        Slow,
+        text,
+    );
+    let addr = server.addr();
+    let in_flight = std::thread::spawn(move || {
+        post(addr, &json!({"seeker_post": "a", "response_post": "b"})).status
+    });
+    std::thread::sleep(Duration::from_millis(150)); // the request is with the model
+    let running = server.running.take().unwrap();
+    server.runtime.block_on(running.stop()).unwrap();
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "the request in flight was cut off"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}

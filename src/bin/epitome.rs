@@ -353,7 +353,27 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
+/// Process-wide settings that make the tensor kernels faster; measured on single-pair scoring
+/// with `perf stat` (task-clock over 100 pairs).
+fn tune_runtime() {
+    // candle asks for its thread count on every matrix product and, without RAYON_NUM_THREADS,
+    // works it out again from /proc/cpuinfo each time: 29% of the CPU time of single-pair
+    // scoring. Work it out once, with candle's own rule. Set before any thread starts.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    // Every tensor op allocates its output; mimalloc by default hands freed pages back to the
+    // kernel, which zeroes them again on the next allocation. Keeping them saved a further 8%.
+    // 15 is `mi_option_purge_delay` in mimalloc.h (libmimalloc-sys names 14 and 16, not 15);
+    // -1 means never purge.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets a plain integer option of the allocator this binary links; no pointers.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 fn main() {
+    tune_runtime();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(format!("epitome={}", cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("epitome=info"));

@@ -81,7 +81,19 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// Inference uses candle's fused kernel; training the differentiable composite below.
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode.is_train() {
+            self.forward(x)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)
+        }
+    }
+}
+
 impl Module for LayerNorm {
+    /// Differentiable (candle's fused layer norm has no backward pass).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
@@ -91,6 +103,16 @@ impl Module for LayerNorm {
         normed
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension: candle's fused kernel for inference, the differentiable
+/// composite for training.
+pub fn softmax_last_dim_t(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    if mode.is_train() {
+        softmax_last_dim(x)
+    } else {
+        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
     }
 }
 

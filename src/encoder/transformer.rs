@@ -2,7 +2,7 @@
 //! Tensor names follow the Hugging Face checkpoints, without the `bert.`/`roberta.` prefix.
 
 use super::config::{Activation, EncoderConfig, Family};
-use super::layers::{attention_bias, softmax_last_dim, Dropout, LayerNorm, Linear, Mode};
+use super::layers::{attention_bias, softmax_last_dim_t, Dropout, LayerNorm, Linear, Mode};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -114,7 +114,7 @@ impl Embeddings {
         let positions = lookup(&self.position, &self.position_ids(batch)?)?;
         let types = lookup(&self.token_type, &batch.type_ids)?;
         let x = ((words + positions)? + types)?;
-        let x = self.norm.forward(&x)?;
+        let x = self.norm.forward_t(&x, mode)?;
         self.dropout.forward(&x, mode)
     }
 }
@@ -161,7 +161,7 @@ impl SelfAttention {
         let v = split(self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (head_dim as f64).sqrt())?;
         let scores = scores.broadcast_add(bias)?;
-        let probs = softmax_last_dim(&scores)?;
+        let probs = softmax_last_dim_t(&scores, mode)?;
         let probs = self.probs_dropout.forward(&probs, mode)?;
         let context = probs
             .matmul(&v)?
@@ -170,7 +170,7 @@ impl SelfAttention {
             .reshape((b, t, h))?;
         let out = self.output.forward(&context)?;
         let out = self.hidden_dropout.forward(&out, mode)?;
-        self.norm.forward(&(out + x)?)
+        self.norm.forward_t(&(out + x)?, mode)
     }
 }
 
@@ -203,7 +203,7 @@ impl FeedForward {
         };
         let y = self.output.forward(&y)?;
         let y = self.dropout.forward(&y, mode)?;
-        self.norm.forward(&(y + x)?)
+        self.norm.forward_t(&(y + x)?, mode)
     }
 }
 

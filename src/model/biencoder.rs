@@ -6,7 +6,7 @@
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
 //! by prefix alone.
 
-use crate::encoder::layers::{attention_bias, softmax_last_dim, Dropout, Linear, Mode};
+use crate::encoder::layers::{attention_bias, softmax_last_dim_t, Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use candle_core::{IndexOp, Module, Result, Tensor};
@@ -98,7 +98,7 @@ impl CrossAttention {
             Some(bias) => scores.broadcast_add(bias)?,
             None => scores,
         };
-        let probs = dropout.forward(&softmax_last_dim(&scores)?, mode)?;
+        let probs = dropout.forward(&softmax_last_dim_t(&scores, mode)?, mode)?;
         self.out.forward(&probs.matmul(&v)?)
     }
 }
