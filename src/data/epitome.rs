@@ -2,7 +2,7 @@
 
 use super::align::{locate_spans, split_rationales, CharSpan};
 use super::error::{from_csv, utf8_record, DataError};
-use super::lines::LineTracker;
+use super::lines::{open_csv, CsvFile};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,16 +104,11 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
             expected: COLUMNS.join(", "),
         });
     }
-    let lines = LineTracker::default();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(lines.reader(bytes.as_slice()));
-    let headers: Vec<String> = reader
-        .byte_headers()
-        .map_err(|e| from_csv(path, &[], &lines, e))?
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-        .collect();
+    let CsvFile {
+        mut reader,
+        headers,
+        lines,
+    } = open_csv(path, bytes.as_slice())?;
     let col = |name: &str| {
         headers
             .iter()

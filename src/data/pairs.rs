@@ -2,7 +2,7 @@
 //! read as a stream so that any file size runs in bounded memory.
 
 use super::error::{from_csv, utf8_record, DataError};
-use super::lines::{LineTracker, TrackingReader};
+use super::lines::{open_csv, CsvFile, LineTracker, TrackingReader};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -86,16 +86,11 @@ impl PairReader {
                 line: 0,
             },
             InputFormat::Csv => {
-                let lines = LineTracker::default();
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .from_reader(lines.reader(BufReader::new(file)));
-                let headers: Vec<String> = reader
-                    .byte_headers()
-                    .map_err(|e| from_csv(path, &[], &lines, e))?
-                    .iter()
-                    .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-                    .collect();
+                let CsvFile {
+                    reader,
+                    headers,
+                    lines,
+                } = open_csv(path, BufReader::new(file))?;
                 let find = |name: &str| headers.iter().position(|h| h == name);
                 let required = |name: &str| {
                     find(name).ok_or_else(|| DataError::MissingColumn {

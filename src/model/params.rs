@@ -24,6 +24,20 @@ pub struct TrainPolicy {
     pub may_init: Predicate,
 }
 
+impl TrainPolicy {
+    /// Makes `value` a trainable variable named `name`; returns its tensor.
+    fn register(&self, name: &str, value: &Tensor) -> Result<Tensor> {
+        let var = Var::from_tensor(value)?;
+        let out = var.as_tensor().clone();
+        self.varmap
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), var);
+        Ok(out)
+    }
+}
+
 pub struct ParamSource {
     tensors: HashMap<String, Tensor>,
     train: Option<TrainPolicy>,
@@ -126,36 +140,17 @@ impl candle_nn::var_builder::SimpleBackend for Backend {
             }
             let t = t.to_dtype(dtype)?.to_device(dev)?;
             return match &src.train {
-                Some(policy) if !(policy.is_frozen)(name) => {
-                    // A Var is updated in place: copy, since the source tensor may be shared
-                    // with a frozen copy of the same encoder.
-                    let var = Var::from_tensor(&t.copy()?)?;
-                    let out = var.as_tensor().clone();
-                    policy
-                        .varmap
-                        .data()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(name.to_owned(), var);
-                    Ok(out)
-                }
+                // A Var is updated in place: copy, since the source tensor may be shared with
+                // a frozen copy of the same encoder.
+                Some(policy) if !(policy.is_frozen)(name) => policy.register(name, &t.copy()?),
                 _ => Ok(t),
             };
         }
         match &src.train {
-            Some(policy) if (policy.may_init)(name) => {
-                let var = Var::from_tensor(
-                    &ParamSource::init(policy, &shape, init, dev)?.to_dtype(dtype)?,
-                )?;
-                let out = var.as_tensor().clone();
-                policy
-                    .varmap
-                    .data()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name.to_owned(), var);
-                Ok(out)
-            }
+            Some(policy) if (policy.may_init)(name) => policy.register(
+                name,
+                &ParamSource::init(policy, &shape, init, dev)?.to_dtype(dtype)?,
+            ),
             _ => {
                 src.missing
                     .lock()
