@@ -9,7 +9,7 @@ use epitome::data::load_epitome;
 use epitome::encoder::PretrainedEncoder;
 use epitome::features::{featurize, Features};
 use epitome::model::ResponderSharing;
-use epitome::train::{ClassWeighting, TrainOptions, Trainer};
+use epitome::train::{ClassWeighting, LevelWeighting, TrainOptions, Trainer};
 use epitome::Mechanism;
 
 fn setup(options: &TrainOptions) -> (Trainer, Vec<Features>) {
@@ -36,7 +36,7 @@ fn options(responder: ResponderSharing, train_embeddings: bool) -> TrainOptions 
         lr: 1e-3,
         responder,
         train_embeddings,
-        class_weights: ClassWeighting::Inverse,
+        class_weights: LevelWeighting::all(ClassWeighting::Inverse),
         ..TrainOptions::default_for_minilm()
     }
 }

@@ -12,7 +12,7 @@ use epitome::evaluate::evaluate;
 use epitome::features::featurize;
 use epitome::model::ResponderSharing;
 use epitome::predict::{predict_pairs, PredictionWriter, Scorer};
-use epitome::train::{ClassWeighting, TrainOptions};
+use epitome::train::{LevelWeighting, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -114,8 +114,9 @@ struct ServeArgs {
     /// Tokens (seeker and response) in one model batch.
     #[arg(long, default_value_t = 8192)]
     max_batch_tokens: usize,
-    /// Milliseconds a request waits for others to share its batch.
-    #[arg(long, default_value_t = 5)]
+    /// Milliseconds a batch waits for more requests once those already queued have joined.
+    /// 0: requests that arrive while the model is busy are batched, a lone one is not delayed.
+    #[arg(long, default_value_t = 0)]
     max_wait_ms: u64,
     /// Requests that may wait for the model; more get 429.
     #[arg(long, default_value_t = 64)]
@@ -224,9 +225,10 @@ struct TrainArgs {
     /// One responder encoder for all mechanisms, or one each.
     #[arg(long, value_enum)]
     responder: Option<ResponderSharing>,
-    /// Weighting of the levels in the level loss.
-    #[arg(long, value_enum)]
-    class_weights: Option<ClassWeighting>,
+    /// Weighting of the levels in the level loss: none, inverse (n / 3·n_level) or sqrt (its
+    /// square root), for all mechanisms or per mechanism as ER=sqrt,IP=inverse,EX=inverse.
+    #[arg(long)]
+    class_weights: Option<LevelWeighting>,
     /// Fine-tune the responder's word embeddings too.
     #[arg(long)]
     train_embeddings: Option<bool>,

@@ -27,7 +27,7 @@ pub struct BatchLimits {
     /// Tokens (seeker and response, specials included) in one model batch; a single request
     /// above it runs alone.
     pub max_batch_tokens: usize,
-    /// How long the first request of a batch waits for company.
+    /// How long a batch waits for more requests after taking those already queued.
     pub max_wait: Duration,
     /// Requests that may wait in the queue before new ones get 429.
     pub max_queued: usize,
@@ -70,11 +70,19 @@ impl Batcher {
                     let mut tokens = first.tokens;
                     let mut jobs = vec![first];
                     while tokens < limits.max_batch_tokens {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        match rx.recv_timeout(deadline - now) {
+                        // Requests that queued up while the last batch ran join at once; only
+                        // then does the batch wait (at most until the deadline) for more.
+                        let next = match rx.try_recv() {
+                            Ok(job) => Ok(job),
+                            Err(_) => {
+                                let now = Instant::now();
+                                if now >= deadline {
+                                    break;
+                                }
+                                rx.recv_timeout(deadline - now)
+                            }
+                        };
+                        match next {
                             Ok(job) => {
                                 thread_metrics.queue_add(-1);
                                 if tokens + job.tokens > limits.max_batch_tokens {

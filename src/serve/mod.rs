@@ -40,7 +40,7 @@ impl Default for ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             max_batch_tokens: 8192,
-            max_wait: Duration::from_millis(5),
+            max_wait: Duration::ZERO,
             max_concurrent_requests: 64,
             max_pairs_per_request: 64,
             max_body_bytes: 1 << 20,

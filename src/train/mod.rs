@@ -5,7 +5,7 @@ mod optimizer;
 mod options;
 
 pub use optimizer::{AdamW, Gradients};
-pub use options::{ClassWeighting, TrainOptions};
+pub use options::{ClassWeighting, LevelWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
 use crate::data::{load_epitome, split_dev, Example};
@@ -336,8 +336,12 @@ pub fn length_bucketed_batches(
     batches
 }
 
-fn class_weights(kind: ClassWeighting, counts: [[usize; NUM_LEVELS]; 3]) -> [[f32; NUM_LEVELS]; 3] {
+fn class_weights(
+    kinds: LevelWeighting,
+    counts: [[usize; NUM_LEVELS]; 3],
+) -> [[f32; NUM_LEVELS]; 3] {
     std::array::from_fn(|m| {
+        let kind = kinds.get(Mechanism::ALL[m]);
         let total: usize = counts[m].iter().sum();
         std::array::from_fn(|l| {
             let inverse = if counts[m][l] == 0 {

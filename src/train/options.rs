@@ -1,5 +1,6 @@
 //! Training settings: the defaults for the default encoder, and the paper's preset.
 
+use crate::mechanism::Mechanism;
 use crate::model::ResponderSharing;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,65 @@ pub enum ClassWeighting {
     Inverse,
     /// The square root of the inverse weights: half-way, in log scale.
     Sqrt,
+}
+
+/// The level-loss weighting of each mechanism. Each mechanism has its own level head, so each
+/// can weigh its levels differently: IP and EX have a rare level 1 that plain weighting never
+/// predicts, while ER's levels are balanced enough that strong weighting costs accuracy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelWeighting {
+    #[serde(rename = "ER")]
+    pub er: ClassWeighting,
+    #[serde(rename = "IP")]
+    pub ip: ClassWeighting,
+    #[serde(rename = "EX")]
+    pub ex: ClassWeighting,
+}
+
+impl LevelWeighting {
+    pub fn all(kind: ClassWeighting) -> Self {
+        Self {
+            er: kind,
+            ip: kind,
+            ex: kind,
+        }
+    }
+
+    pub fn get(&self, m: Mechanism) -> ClassWeighting {
+        match m {
+            Mechanism::EmotionalReactions => self.er,
+            Mechanism::Interpretations => self.ip,
+            Mechanism::Explorations => self.ex,
+        }
+    }
+}
+
+impl std::str::FromStr for LevelWeighting {
+    type Err = String;
+
+    /// `sqrt` for every mechanism, or `ER=sqrt,IP=inverse,EX=inverse` (unnamed ones: none).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use clap::ValueEnum;
+        let kind = |v: &str| {
+            ClassWeighting::from_str(v.trim(), true)
+                .map_err(|_| format!("unknown weighting '{v}': expected none, inverse or sqrt"))
+        };
+        if !s.contains('=') {
+            return Ok(Self::all(kind(s)?));
+        }
+        let mut w = Self::all(ClassWeighting::None);
+        for part in s.split(',') {
+            let (m, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}': expected MECHANISM=WEIGHTING"))?;
+            match m.trim().parse::<Mechanism>()? {
+                Mechanism::EmotionalReactions => w.er = kind(v)?,
+                Mechanism::Interpretations => w.ip = kind(v)?,
+                Mechanism::Explorations => w.ex = kind(v)?,
+            }
+        }
+        Ok(w)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,7 +94,7 @@ pub struct TrainOptions {
     pub dev_fraction: f64,
     pub limit: Option<usize>,
     pub responder: ResponderSharing,
-    pub class_weights: ClassWeighting,
+    pub class_weights: LevelWeighting,
     /// Whether the responder's word-embedding table trains. Freezing it saves most of the
     /// optimizer's work (it is half of MiniLM's parameters) and keeps rare words' vectors intact.
     pub train_embeddings: bool,
@@ -60,7 +120,7 @@ impl TrainOptions {
             dev_fraction: 0.1,
             limit: None,
             responder: ResponderSharing::Separate,
-            class_weights: ClassWeighting::None,
+            class_weights: LevelWeighting::all(ClassWeighting::None),
             train_embeddings: true,
         }
     }
@@ -72,9 +132,37 @@ impl TrainOptions {
             epochs: 6,
             lr: 8e-5,
             responder: ResponderSharing::Shared,
-            class_weights: ClassWeighting::Sqrt,
+            class_weights: LevelWeighting {
+                er: ClassWeighting::Sqrt,
+                ip: ClassWeighting::Inverse,
+                ex: ClassWeighting::Inverse,
+            },
             train_embeddings: false,
             ..Self::paper()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_weighting_parses_one_kind_or_one_per_mechanism() {
+        assert_eq!(
+            "sqrt".parse::<LevelWeighting>().unwrap(),
+            LevelWeighting::all(ClassWeighting::Sqrt)
+        );
+        let w: LevelWeighting = "IP=inverse, EX=sqrt".parse().unwrap();
+        assert_eq!(
+            (w.er, w.ip, w.ex),
+            (
+                ClassWeighting::None,
+                ClassWeighting::Inverse,
+                ClassWeighting::Sqrt
+            )
+        );
+        assert!("XX=sqrt".parse::<LevelWeighting>().is_err());
+        assert!("ER=heavy".parse::<LevelWeighting>().is_err());
     }
 }
