@@ -701,7 +701,7 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
         .unwrap_or_else(|| epitome_home().join("models").join("default"));
     if !model.join(epitome::bundle::BUNDLE_FILE).is_file() {
         eprintln!(
-            "no model at {}: training the default model on {} (about 20 minutes on 2 cores)",
+            "no model at {}: training the default model on {} (about 15 minutes on 2 cores)",
             model.display(),
             args.data.display()
         );
