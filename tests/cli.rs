@@ -60,6 +60,22 @@ fn trained_model() -> PathBuf {
     path.clone()
 }
 
+/// `epitome predict --model MODEL --input INPUT --output OUTPUT`.
+fn predict_file(home: &Path, model: &Path, input: &Path, output: &Path) -> Output {
+    epitome(
+        home,
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    )
+}
+
 fn chars(s: &str, start: usize, end: usize) -> String {
     s.chars().skip(start).take(end - start).collect()
 }
@@ -166,18 +182,7 @@ fn predict_writes_jsonl_and_csv_with_spans_that_slice_the_response() {
     let input_path = dir.path().join("pairs.jsonl");
     std::fs::write(&input_path, input).unwrap();
     let output = dir.path().join("out.jsonl");
-    let out = epitome(
-        dir.path(),
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input_path.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-    );
+    let out = predict_file(dir.path(), &model, &input_path, &output);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
         .unwrap()
@@ -213,18 +218,7 @@ fn predict_writes_jsonl_and_csv_with_spans_that_slice_the_response() {
     }
 
     let csv_out = dir.path().join("out.csv");
-    let out = epitome(
-        dir.path(),
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input_path.to_str().unwrap(),
-            "--output",
-            csv_out.to_str().unwrap(),
-        ],
-    );
+    let out = predict_file(dir.path(), &model, &input_path, &csv_out);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut reader = csv::Reader::from_path(&csv_out).unwrap();
     let headers = reader.headers().unwrap().clone();
@@ -390,21 +384,8 @@ fn a_corrupted_bundle_is_refused_and_no_output_is_written() {
     bytes[n - 5] ^= 0x55;
     std::fs::write(&weights, bytes).unwrap();
     let output = dir.path().join("out.jsonl");
-    let out = epitome(
-        dir.path(),
-        &[
-            "predict",
-            "--model",
-            copy.to_str().unwrap(),
-            "--input",
-            shared()
-                .join("data/epitome-reddit/sample_test_input.csv")
-                .to_str()
-                .unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-    );
+    let sample = shared().join("data/epitome-reddit/sample_test_input.csv");
+    let out = predict_file(dir.path(), &copy, &sample, &output);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(
@@ -443,18 +424,7 @@ fn a_bad_row_in_prediction_input_leaves_no_partial_output() {
     text.push_str("300,\"unclosed,oops\n");
     std::fs::write(&input, text).unwrap();
     let output = dir.path().join("out.csv");
-    let out = epitome(
-        dir.path(),
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-    );
+    let out = predict_file(dir.path(), &model, &input, &output);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains("in.csv") && err.contains("line 302"), "{err}");

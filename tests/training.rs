@@ -31,6 +31,18 @@ fn setup(options: &TrainOptions) -> (Trainer, Vec<Features>) {
     (trainer, features)
 }
 
+/// Sum of absolute differences of two tensors of the same shape.
+fn abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn options(responder: ResponderSharing, train_embeddings: bool) -> TrainOptions {
     TrainOptions {
         lr: 1e-3,
@@ -73,26 +85,12 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
         trainer.step(&refs, &state_refs).unwrap();
         let after = trainer.snapshot().unwrap();
         for name in &names {
-            let diff = (&before[name] - &after[name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = abs_diff(&before[name], &after[name]);
             assert!(diff > 0.0, "{name} did not change");
         }
         let states_after = trainer.encode_seekers(&refs, |_| {}).unwrap();
         for (a, b) in states.iter().zip(&states_after) {
-            let diff = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = abs_diff(a, b);
             assert_eq!(diff, 0.0, "the frozen seeker encoder changed");
         }
     }
