@@ -82,7 +82,10 @@ pub fn import_original(
         sources.push(serde_json::json!({
             "mechanism": m,
             "checkpoint": path.display().to_string(),
-            "sha256": sha256_file(path).map_err(|e| Error::Write { path: path.clone(), source: e })?,
+            "sha256": sha256_file(path).map_err(|e| BundleError::Invalid {
+                path: path.clone(),
+                message: format!("cannot read: {e}"),
+            })?,
         }));
     }
     let pretrained = encoder.load_tensors(&device)?;
