@@ -186,17 +186,33 @@ impl BiEncoder {
         response: &TokenBatch,
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
+        let responses = self.encode_responses(response, mode)?;
+        self.heads(seeker_states, seeker_mask, &responses, mode)
+    }
+
+    /// Hidden states of the responder encoder(s): one tensor when shared, one per mechanism
+    /// when separate.
+    pub fn encode_responses(&self, response: &TokenBatch, mode: Mode) -> Result<Vec<Tensor>> {
+        self.responders
+            .iter()
+            .map(|r| r.forward(response, mode))
+            .collect()
+    }
+
+    /// The per-mechanism layers on top of the encoders' states.
+    pub fn heads(
+        &self,
+        seeker_states: &Tensor,
+        seeker_mask: &Tensor,
+        responses: &[Tensor],
+        mode: Mode,
+    ) -> Result<Vec<MechanismLogits>> {
         let _enter = self.span.enter();
         let bias = if self.config.mask_seeker_padding {
             Some(attention_bias(seeker_mask)?)
         } else {
             None
         };
-        let responses = self
-            .responders
-            .iter()
-            .map(|r| r.forward(response, mode))
-            .collect::<Result<Vec<_>>>()?;
         self.mechanisms
             .iter()
             .map(|m| {

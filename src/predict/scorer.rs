@@ -7,6 +7,9 @@ use crate::model::BiEncoder;
 use crate::text::{Encoded, TextEncoder};
 use candle_core::{Device, Result};
 
+/// Batches up to this many pairs encode seeker and response posts concurrently.
+const PARALLEL_ENCODERS_MAX_PAIRS: usize = 4;
+
 /// What the model says about one response for one mechanism.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MechanismScore {
@@ -43,10 +46,29 @@ impl Scorer<'_> {
             .then_some(self.text.max_len());
         let seeker_batch = padded_batch_of(seekers, self.pad_id, pad_to, self.device)?;
         let response_batch = padded_batch_of(responses, self.pad_id, pad_to, self.device)?;
-        let states = self.model.encode_seekers(&seeker_batch)?;
+        // The seeker and responder encoders are independent. A small batch leaves a core idle
+        // inside each matrix product, so the two run on their own threads; a large batch keeps
+        // both cores busy already, and two threads would only contend.
+        let (states, response_states) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
+            std::thread::scope(|scope| {
+                let seeker = scope.spawn(|| self.model.encode_seekers(&seeker_batch));
+                let response_states = self.model.encode_responses(&response_batch, Mode::Infer);
+                let states = seeker.join().unwrap_or_else(|_| {
+                    Err(candle_core::Error::Msg(
+                        "the seeker encoder panicked".into(),
+                    ))
+                });
+                (states, response_states)
+            })
+        } else {
+            (
+                self.model.encode_seekers(&seeker_batch),
+                self.model.encode_responses(&response_batch, Mode::Infer),
+            )
+        };
         let logits =
             self.model
-                .forward(&states, &seeker_batch.mask, &response_batch, Mode::Infer)?;
+                .heads(&states?, &seeker_batch.mask, &response_states?, Mode::Infer)?;
         let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); seekers.len()];
         for mech in &logits {
             let level_logits: Vec<Vec<f32>> = mech.level.to_vec2()?;
