@@ -90,12 +90,7 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
     let steps = 1000;
     let mut trainer = Trainer::new(encoder, &Mechanism::ALL, &options, counts, steps, &device)?;
     let train_iters = (iters / 2).max(2);
-    let step_full = time(train_iters, || {
-        let states = trainer.encode_seekers(&fref, |_| {})?;
-        let s: Vec<_> = states.iter().collect();
-        trainer.step(&fref, &s)?;
-        Ok(())
-    })?;
+    let step_full = time(train_iters, || step_with_seekers(&mut trainer, &fref))?;
     let states = trainer.encode_seekers(&fref, |_| {})?;
     let s: Vec<_> = states.iter().collect();
     let step_cached = time(train_iters, || {
@@ -114,12 +109,7 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         steps,
         &device,
     )?;
-    let step_all = time(train_iters, || {
-        let states = single.encode_seekers(&fref, |_| {})?;
-        let s: Vec<_> = states.iter().collect();
-        single.step(&fref, &s)?;
-        Ok(())
-    })?;
+    let step_all = time(train_iters, || step_with_seekers(&mut single, &fref))?;
 
     let text = encoder.text_encoder(64)?;
     let scorer = trainer.scorer(&text);
@@ -141,6 +131,14 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         pipeline_pairs_per_s_batch1: 1.0 / one,
         batched_pipeline_pairs_per_s: 32.0 / batched,
     })
+}
+
+/// One training step with the seeker encoder run inside it, as the PyTorch peer's step does.
+fn step_with_seekers(trainer: &mut Trainer, features: &[&Features]) -> Result<(), Error> {
+    let states = trainer.encode_seekers(features, |_| {})?;
+    let refs: Vec<_> = states.iter().collect();
+    trainer.step(features, &refs)?;
+    Ok(())
 }
 
 fn score(scorer: &Scorer, items: &[&Encoded]) -> Result<(), Error> {

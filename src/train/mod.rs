@@ -215,8 +215,8 @@ impl Trainer {
     ) -> Result<Tensor, Error> {
         let dev = &self.device;
         let width = response.width();
-        let token_weights: Vec<f32> = response.mask.flatten_all()?.to_vec1()?;
-        let token_weights = Tensor::from_vec(token_weights, batch.len() * width, dev)?;
+        // Padding weighs 0: the rationale loss covers the response's real tokens only.
+        let token_weights = response.mask.flatten_all()?;
         let mut total: Option<Tensor> = None;
         for out in logits {
             let m = out.mechanism.index();
