@@ -3,8 +3,10 @@
 //! Implements the EPITOME framework and model of Sharma, Miner, Atkins and Althoff,
 //! "A Computational Approach to Understanding Empathy Expressed in Text-Based Mental Health
 //! Support" (EMNLP 2020). Data flows one way: [`data`] → [`text`] → [`encoder`]/[`model`] →
-//! [`train`]/[`metrics`]/[`predict`], with [`bundle`] as the on-disk model.
+//! [`train`]/[`metrics`]/[`predict`] → [`serve`]/[`analyze`], with [`bundle`] as the on-disk
+//! model.
 
+pub mod analyze;
 pub mod bench;
 pub mod bundle;
 pub mod data;

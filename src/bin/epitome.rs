@@ -50,6 +50,92 @@ enum Command {
     Loadtest(LoadtestArgs),
     /// Make a bundle from checkpoints of the original code (one per mechanism, .pth or .safetensors).
     Import(ImportArgs),
+    /// Platform insights: how empathic responses are, whether empathy goes with more likes,
+    /// replies and follows, and whether supporters improve with experience.
+    Analyze(AnalyzeArgs),
+    /// Write a synthetic platform with planted effects: interactions.csv, predictions.jsonl
+    /// and planted.json (what `analyze` should find).
+    SynthPlatform(SynthArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum OnErrorArg {
+    /// Stop at the first bad row, naming its file, line and column.
+    Fail,
+    /// Leave bad rows out and report how many, and why.
+    Skip,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum ResampleArg {
+    /// Supporters when the input has responder_id, interactions otherwise.
+    Auto,
+    Interaction,
+    Supporter,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("levels").required(true).args(["predictions", "model"])))]
+struct AnalyzeArgs {
+    /// Interactions (CSV or JSONL): seeker_post, response_post and, each optional, id,
+    /// responder_id, seeker_id, created_at (RFC 3339 or Unix seconds), likes, seeker_replied
+    /// (0/1 or a count), seeker_followed (0/1).
+    #[arg(long)]
+    input: PathBuf,
+    /// Levels from `epitome predict` (JSONL or CSV), joined on id (or on the row number when
+    /// the input has no id column).
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Compute the levels with this model bundle instead (saved to DIR/predictions.jsonl).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Directory for report.html, report.md and insights.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Map a column: OUR_NAME=FILE_COLUMN, e.g. likes=upvotes; repeat for more.
+    #[arg(long = "col", value_parser = epitome::analyze::parse_mapping)]
+    columns: Vec<(epitome::analyze::Column, String)>,
+    /// What to do with a row that cannot be used.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_error: OnErrorArg,
+    /// Bootstrap replicates for the 95% intervals.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 12)]
+    seed: u64,
+    /// Supporters need at least this many dated responses to enter the learning analysis.
+    #[arg(long, default_value_t = 10)]
+    min_responses: usize,
+    /// High empathy: total score (0–6) at least this.
+    #[arg(long, default_value_t = 4)]
+    high_empathy: u8,
+    /// Low empathy: total score at most this.
+    #[arg(long, default_value_t = 1)]
+    low_empathy: u8,
+    /// What the bootstrap resamples.
+    #[arg(long, value_enum, default_value = "auto")]
+    resample: ResampleArg,
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Directory to write interactions.csv, predictions.jsonl and planted.json into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Interactions in all.
+    #[arg(long, default_value_t = 20_000)]
+    interactions: usize,
+    /// Supporters (activity is heavy-tailed: a few write most responses).
+    #[arg(long, default_value_t = 400)]
+    supporters: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Learning: share of each mechanism's level distribution moved towards level 2 per
+    /// doubling of experience (negative: towards level 0). 0: flat.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    learning: f64,
 }
 
 #[derive(Args, Debug)]
@@ -414,6 +500,32 @@ fn run(command: Command) -> Result<()> {
         Command::Quickstart(args) => quickstart(&args),
         Command::Serve(args) => serve(&args),
         Command::Loadtest(args) => loadtest(&args),
+        Command::Analyze(args) => analyze(&args),
+        Command::SynthPlatform(args) => {
+            if args.interactions == 0 || args.supporters == 0 {
+                bail!("--interactions and --supporters must be at least 1");
+            }
+            if !args.learning.is_finite() || args.learning.abs() > 1.0 {
+                bail!("--learning must be between -1 and 1");
+            }
+            let config = epitome::analyze::synth::SynthConfig {
+                interactions: args.interactions,
+                supporters: args.supporters,
+                seed: args.seed,
+                learning: args.learning,
+                ..Default::default()
+            };
+            let platform = epitome::analyze::synth::generate(&config);
+            platform
+                .write(&args.out)
+                .with_context(|| format!("cannot write into {}", args.out.display()))?;
+            eprintln!(
+                "wrote interactions.csv, predictions.jsonl and planted.json ({} interactions) to {}",
+                platform.rows.len(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Import(args) => {
             let encoder = PretrainedEncoder::open(&args.encoder)?;
             epitome::bundle::import_original(&encoder, &args.checkpoints, args.max_len, &args.out)?;
@@ -505,6 +617,166 @@ fn serve(args: &ServeArgs) -> Result<()> {
     runtime
         .block_on(epitome::serve::serve_bundle(config, bundle))
         .with_context(|| format!("cannot serve on {}", args.addr))
+}
+
+fn analyze(args: &AnalyzeArgs) -> Result<()> {
+    use epitome::analyze::{self as an, ColumnMap, LevelSource, OnError};
+    if args.bootstrap < 100 {
+        bail!("--bootstrap must be at least 100 for 95% intervals");
+    }
+    if args.high_empathy > 6 || args.low_empathy >= args.high_empathy {
+        bail!("--low-empathy must be below --high-empathy, and both within 0–6");
+    }
+    let on_error = match args.on_error {
+        OnErrorArg::Fail => OnError::Fail,
+        OnErrorArg::Skip => OnError::Skip,
+    };
+    let columns = ColumnMap::with_mappings(&args.columns).map_err(anyhow::Error::msg)?;
+    let mappings = columns.mappings();
+    let reader = an::InteractionReader::open(&args.input, columns, args.model.is_some())?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the output directory {}", args.out.display()))?;
+    let bar = |prefix: &str| {
+        let pb = ProgressBar::new(0);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(prefix.to_owned());
+        pb
+    };
+    let (data, levels_from, levels_source) = match (&args.predictions, &args.model) {
+        (Some(predictions), _) => {
+            let index = an::PredictionIndex::read(predictions, on_error == OnError::Skip)?;
+            let pb = bar("reading");
+            let data = an::collect(
+                reader,
+                LevelSource::Predictions(index),
+                on_error,
+                &mut |read, size| {
+                    pb.set_length(size);
+                    pb.set_position(read);
+                },
+            );
+            pb.finish_and_clear();
+            (data?, "predictions", predictions.display().to_string())
+        }
+        (None, Some(model)) => {
+            let device = Device::Cpu;
+            let loaded = epitome::bundle::load(model, &device)?;
+            if loaded.info.model.mechanisms.len() != 3 {
+                bail!(
+                    "{} predicts {} mechanisms; analyze needs all three (ER, IP, EX)",
+                    model.display(),
+                    loaded.info.model.mechanisms.len()
+                );
+            }
+            let scorer = Scorer {
+                model: &loaded.model,
+                text: &loaded.text,
+                pad_id: loaded.pad_id,
+                device: &device,
+            };
+            let saved = args.out.join("predictions.jsonl");
+            let mut writer = PredictionWriter::create(Some(&saved), &loaded.info.model.mechanisms)
+                .with_context(|| format!("cannot create {}", saved.display()))?;
+            let pb = bar("scoring");
+            let mut score = |pairs: &[Pair]| -> Result<Vec<an::Levels>, epitome::Error> {
+                let predictions = predict_pairs(&scorer, &loaded.text, pairs)?;
+                writer
+                    .write(&predictions)
+                    .map_err(|source| epitome::Error::Write {
+                        path: saved.clone(),
+                        source,
+                    })?;
+                Ok(predictions
+                    .iter()
+                    .map(|p| {
+                        let mut levels = [0u8; 3];
+                        for (m, mp) in &p.mechanisms {
+                            levels[m.index()] = mp.level;
+                        }
+                        levels
+                    })
+                    .collect())
+            };
+            let data = an::collect(
+                reader,
+                LevelSource::Model(&mut score),
+                on_error,
+                &mut |read, size| {
+                    pb.set_length(size);
+                    pb.set_position(read);
+                },
+            );
+            pb.finish_and_clear();
+            match data {
+                Ok(data) => {
+                    writer
+                        .finish()
+                        .with_context(|| format!("cannot finish {}", saved.display()))?;
+                    eprintln!("levels saved to {} (pass it as --predictions to analyze again without scoring)", saved.display());
+                    (data, "model", model.display().to_string())
+                }
+                Err(e) => {
+                    writer.abandon();
+                    return Err(e.into());
+                }
+            }
+        }
+        (None, None) => bail!("give --predictions FILE or --model DIR"),
+    };
+    let options = an::AnalyzeOptions {
+        replicates: args.bootstrap,
+        seed: args.seed,
+        unit: match args.resample {
+            ResampleArg::Auto => an::ResampleUnit::Auto,
+            ResampleArg::Interaction => an::ResampleUnit::Interaction,
+            ResampleArg::Supporter => an::ResampleUnit::Supporter,
+        },
+        thresholds: an::outcomes::Thresholds {
+            low_max: args.low_empathy,
+            high_min: args.high_empathy,
+        },
+        min_responses: args.min_responses,
+        on_error,
+        ..Default::default()
+    };
+    let provenance = an::Provenance {
+        file: args.input.display().to_string(),
+        sha256: epitome::encoder::fetch::sha256_file(&args.input)
+            .with_context(|| format!("cannot read {}", args.input.display()))?,
+        levels_from: levels_from.into(),
+        levels_source,
+        column_mappings: mappings,
+    };
+    let insights = an::analyze(&data, &options, provenance)?;
+    an::report::write_reports(&insights, &args.out)
+        .with_context(|| format!("cannot write the report into {}", args.out.display()))?;
+    for finding in an::report::findings(&insights) {
+        println!("- {finding}");
+    }
+    let skipped = &insights.input.skipped;
+    if skipped.rows > 0 || skipped.unmatched_predictions > 0 || skipped.prediction_lines > 0 {
+        eprintln!(
+            "skipped {} rows, {} unreadable prediction lines and {} predictions without an interaction (details in the report)",
+            skipped.rows, skipped.prediction_lines, skipped.unmatched_predictions
+        );
+    }
+    if !insights.warnings.is_empty() {
+        eprintln!(
+            "{} warnings about small groups (see the report)",
+            insights.warnings.len()
+        );
+    }
+    eprintln!(
+        "analyzed {} interactions; wrote report.html, report.md and insights.json to {}",
+        insights.input.interactions,
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
@@ -778,6 +1050,63 @@ mod tests {
             Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err()
         );
         Cli::try_parse_from(["epitome", "bench", "--iters", "2"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "epitome",
+            "analyze",
+            "--input",
+            "i.csv",
+            "--predictions",
+            "p.jsonl",
+            "--out",
+            "r",
+            "--col",
+            "likes=upvotes",
+            "--col",
+            "created_at=time",
+            "--on-error",
+            "skip",
+        ])
+        .unwrap();
+        let Command::Analyze(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.columns.len(), 2);
+        assert!(Cli::try_parse_from(["epitome", "analyze", "--input", "i", "--out", "r"]).is_err());
+        assert!(Cli::try_parse_from([
+            "epitome",
+            "analyze",
+            "--input",
+            "i",
+            "--out",
+            "r",
+            "--predictions",
+            "p",
+            "--model",
+            "m"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "epitome",
+            "analyze",
+            "--input",
+            "i",
+            "--out",
+            "r",
+            "--predictions",
+            "p",
+            "--col",
+            "karma=x"
+        ])
+        .is_err());
+        Cli::try_parse_from([
+            "epitome",
+            "synth-platform",
+            "--out",
+            "d",
+            "--learning",
+            "-0.05",
+        ])
+        .unwrap();
         let cli = Cli::try_parse_from(["epitome", "serve", "--model", "m"]).unwrap();
         let Command::Serve(args) = cli.command else {
             panic!()

@@ -31,6 +31,11 @@ impl LineTracker {
         n.behind + 1
     }
 
+    /// Bytes read from the file so far, for progress bars.
+    pub fn bytes_read(&self) -> u64 {
+        self.0.borrow().read
+    }
+
     pub fn reader<R: Read>(&self, inner: R) -> TrackingReader<R> {
         TrackingReader {
             inner,

@@ -4,12 +4,13 @@
 pub mod align;
 mod epitome;
 mod error;
-mod lines;
+pub(crate) mod lines;
 mod pairs;
 mod split;
 
 pub use align::{char_slice, locate_spans, CharSpan};
 pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
 pub use error::DataError;
+pub(crate) use error::{from_csv, utf8_record};
 pub use pairs::{InputFormat, Pair, PairReader};
 pub use split::{split_dev, Split};
