@@ -525,7 +525,14 @@ fn svg_forest(rows: &[(String, Estimate)], label: &str) -> String {
         }
     }
     let axis_y = height - 8.0;
-    for v in [lo + pad, 0.0, hi - pad] {
+    // Zero, and the extremes where they do not crowd it.
+    let mut ticks = vec![0.0];
+    for v in [lo + pad, hi - pad] {
+        if (x_of(v) - zero).abs() > 44.0 {
+            ticks.push(v);
+        }
+    }
+    for v in ticks {
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{axis_y:.1}" class="lab" text-anchor="middle">{}</text>"#,
@@ -620,7 +627,43 @@ fn svg_line(bins: &[ExperienceBin], label: &str) -> String {
     s + "</svg>"
 }
 
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+/// A table cell: text, or a value with its interval in small type beneath it (narrow
+/// enough for four columns on a phone).
+enum Cell {
+    Text(String),
+    Value(Estimate, fn(f64) -> String),
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_owned())
+    }
+}
+
+impl Cell {
+    fn html(&self) -> String {
+        match self {
+            Cell::Text(t) => esc(t),
+            Cell::Value(e, f) => match (e.low, e.high) {
+                (Some(l), Some(h)) => format!(
+                    r#"{}<small class="ci">{} to {}</small>"#,
+                    esc(&f(e.value)),
+                    esc(&f(l)),
+                    esc(&f(h))
+                ),
+                _ => esc(&f(e.value)),
+            },
+        }
+    }
+}
+
+fn table(head: &[&str], rows: &[Vec<Cell>]) -> String {
     let mut s = String::from(r#"<div class="scroll"><table><thead><tr>"#);
     for h in head {
         let _ = write!(s, "<th>{}</th>", esc(h));
@@ -629,7 +672,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     for r in rows {
         s.push_str("<tr>");
         for c in r {
-            let _ = write!(s, "<td>{}</td>", esc(c));
+            let _ = write!(s, "<td>{}</td>", c.html());
         }
         s.push_str("</tr>");
     }
@@ -653,10 +696,12 @@ svg .axis{stroke:#a1a1aa}svg .grid{stroke:var(--line)}svg .zero{stroke:#a1a1aa;s
 svg .ci{stroke:var(--ink);stroke-width:1.5;fill:none}svg .trend{stroke:var(--accent);stroke-width:2;fill:none}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;font-size:.875rem;min-width:100%}
-th,td{padding:.3rem .5rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+th,td{padding:.3rem .5rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;white-space:nowrap}
+td .ci{display:block;color:var(--muted);font-size:.75rem}
 th{background:#fafafa}
 .method li{color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
 footer{color:var(--muted);font-size:.8rem;margin:2rem 0}
+@media (max-width:480px){main{padding:.75rem}table{font-size:.8rem}th,td{padding:.25rem .35rem}}
 ";
 
 /// The report as one self-contained HTML page.
@@ -678,18 +723,18 @@ pub fn html(r: &Insights) -> String {
     s.push_str("</ul></section>");
 
     let e = &r.empathy;
-    s.push_str(r#"<section id="levels"><h2>1. How empathic are responses?</h2><p>Share of responses at each level, per mechanism.</p>"#);
+    s.push_str(r#"<section id="levels"><h2>1. How empathic are responses?</h2><p>Share of responses at each level of Emotional Reactions (ER), Interpretations (IP) and Explorations (EX).</p>"#);
     s.push_str(&svg_levels(&e.mechanisms));
-    let rows: Vec<Vec<String>> = e
+    let rows: Vec<Vec<Cell>> = e
         .mechanisms
         .iter()
         .map(|m| {
             vec![
-                format!("{} ({})", m.name, m.mechanism),
-                with_ci(&m.shares[0], pct),
-                with_ci(&m.shares[1], pct),
-                with_ci(&m.shares[2], pct),
-                with_ci(&m.mean_level, number),
+                m.mechanism.clone().into(),
+                Cell::Value(m.shares[0], pct),
+                Cell::Value(m.shares[1], pct),
+                Cell::Value(m.shares[2], pct),
+                Cell::Value(m.mean_level, number),
             ]
         })
         .collect();
@@ -720,14 +765,14 @@ pub fn html(r: &Insights) -> String {
         pct,
         "Share of interactions by total score",
     ));
-    let rows: Vec<Vec<String>> = e
+    let rows: Vec<Vec<Cell>> = e
         .total_score
         .iter()
         .map(|t| {
             vec![
-                t.total.to_string(),
-                t.count.to_string(),
-                with_ci(&t.share, pct),
+                t.total.to_string().into(),
+                t.count.to_string().into(),
+                Cell::Value(t.share, pct),
             ]
         })
         .collect();
@@ -746,12 +791,11 @@ pub fn html(r: &Insights) -> String {
                         forest.push((format!("{} {}", m.mechanism, level_name(l.level)), rel));
                     }
                     rows.push(vec![
-                        m.mechanism.clone(),
-                        format!("{} ({})", l.level, level_name(l.level)),
-                        l.n.to_string(),
-                        with_ci(&l.value, value_format(o.is_rate)),
+                        format!("{} {} ({})", m.mechanism, l.level, level_name(l.level)).into(),
+                        l.n.to_string().into(),
+                        Cell::Value(l.value, value_format(o.is_rate)),
                         l.relative_to_level_0
-                            .map_or("—".into(), |e| with_ci(&e, change)),
+                            .map_or("—".into(), |e| Cell::Value(e, change)),
                     ]);
                 }
             }
@@ -759,10 +803,7 @@ pub fn html(r: &Insights) -> String {
                 &forest,
                 &format!("{}: change versus level 0", o.label),
             ));
-            s.push_str(&table(
-                &["Mechanism", "Level", "n", "Value", "Change vs level 0"],
-                &rows,
-            ));
+            s.push_str(&table(&["Level", "n", "Value", "vs level 0"], &rows));
         }
         s.push_str("</section>");
     }
@@ -792,14 +833,14 @@ pub fn html(r: &Insights) -> String {
         ));
         let rows = vec![
             vec![
-                format!("low (total ≤ {})", rel.low_empathy_max_total),
-                rel.low.n.to_string(),
-                with_ci(&rel.low.rate, pct),
+                format!("low (total ≤ {})", rel.low_empathy_max_total).into(),
+                rel.low.n.to_string().into(),
+                Cell::Value(rel.low.rate, pct),
             ],
             vec![
-                format!("high (total ≥ {})", rel.high_empathy_min_total),
-                rel.high.n.to_string(),
-                with_ci(&rel.high.rate, pct),
+                format!("high (total ≥ {})", rel.high_empathy_min_total).into(),
+                rel.high.n.to_string().into(),
+                Cell::Value(rel.high.rate, pct),
             ],
         ];
         s.push_str(&table(&["Empathy", "Interactions", "Follow rate"], &rows));
@@ -826,38 +867,39 @@ pub fn html(r: &Insights) -> String {
             &l.by_days_since_first,
             "Mean total score by days since first response",
         ));
-        let mut rows = Vec::new();
         for (name, bins) in [
             ("n-th response", &l.by_response_number),
-            ("days since first", &l.by_days_since_first),
+            ("Days since first", &l.by_days_since_first),
         ] {
-            for b in bins.iter() {
-                rows.push(vec![
-                    name.to_owned(),
-                    b.label.clone(),
-                    b.responses.to_string(),
-                    b.supporters.to_string(),
-                    with_ci(&b.mean_total, number),
-                ]);
-            }
+            let rows: Vec<Vec<Cell>> = bins
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.label.as_str().into(),
+                        b.responses.to_string().into(),
+                        b.supporters.to_string().into(),
+                        Cell::Value(b.mean_total, number),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(
+                &[name, "Responses", "Supporters", "Mean total"],
+                &rows,
+            ));
         }
-        s.push_str(&table(
-            &["Experience", "Bin", "Responses", "Supporters", "Mean total"],
-            &rows,
-        ));
         s.push_str("<h3>Within-supporter change per doubling of experience</h3>");
-        let rows: Vec<Vec<String>> = [
+        let rows: Vec<Vec<Cell>> = [
             ("responses", &l.slope_per_doubling_responses),
             ("1 + days", &l.slope_per_doubling_days),
         ]
         .iter()
         .map(|(n, sl)| {
             vec![
-                n.to_string(),
-                with_ci(&sl.total, number),
-                with_ci(&sl.er, number),
-                with_ci(&sl.ip, number),
-                with_ci(&sl.ex, number),
+                n.to_string().into(),
+                Cell::Value(sl.total, number),
+                Cell::Value(sl.er, number),
+                Cell::Value(sl.ip, number),
+                Cell::Value(sl.ex, number),
             ]
         })
         .collect();

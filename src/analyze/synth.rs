@@ -175,7 +175,8 @@ pub fn generate(config: &SynthConfig) -> SynthPlatform {
         let popularity = (config.popularity_spread * normal(&mut rng)
             - config.popularity_spread.powi(2) / 2.0)
             .exp();
-        let mean_gap_days = 0.5 + 6.0 * rng.next_f64();
+        // Each supporter is active for one month to one and a half years.
+        let mean_gap_days = (30.0 + 510.0 * rng.next_f64()) / count as f64;
         let mut t = start + (rng.next_f64() * 365.0 * 86_400.0) as i64;
         let xs: Vec<f64> = (1..=count).map(|n| (n as f64).log2()).collect();
         let ys: Vec<f64> = (1..=count).map(|n| expected_total(config, n)).collect();
@@ -214,6 +215,7 @@ pub fn generate(config: &SynthConfig) -> SynthPlatform {
                 followed: u8::from(rng.next_f64() < follow_p),
             });
             t += (-(rng.next_f64().max(1e-12)).ln() * mean_gap_days * 86_400.0) as i64 + 60;
+            // (the 60 s keep a supporter's responses strictly ordered in time)
         }
     }
     rows.sort_by_key(|r| (r.created_at, r.responder));
