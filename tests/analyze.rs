@@ -215,3 +215,388 @@ fn the_same_seed_gives_the_same_insights() {
     };
     assert_eq!(value(&a), value(&other_seed));
 }
+
+// ------------------------------------------------------------------ the command line
+
+use std::process::{Command, Output};
+
+fn epitome(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(args)
+        .env("EPITOME_LOG", "warn")
+        .output()
+        .expect("the epitome binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn synth_platform_then_analyze_writes_three_self_contained_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = dir.path().join("platform");
+    let out = epitome(&[
+        "synth-platform",
+        "--out",
+        path(&platform),
+        "--interactions",
+        "3000",
+        "--supporters",
+        "60",
+        "--learning",
+        "0.05",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = dir.path().join("report");
+    let out = epitome(&[
+        "analyze",
+        "--input",
+        path(&platform.join("interactions.csv")),
+        "--predictions",
+        path(&platform.join("predictions.jsonl")),
+        "--out",
+        path(&report),
+        "--bootstrap",
+        "200",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("highly empathic"), "{stdout}");
+
+    let insights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("insights.json")).unwrap())
+            .unwrap();
+    assert_eq!(insights["input"]["interactions"], 3000);
+    assert_eq!(insights["input"]["supporters"], 60);
+    assert_eq!(insights["settings"]["bootstrap_replicates"], 200);
+    assert_eq!(insights["learning"]["verdict"], "improvement");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    // One file, nothing fetched from elsewhere, laid out for phones.
+    assert!(html.contains(r#"name="viewport""#) && html.matches("<svg").count() >= 6);
+    for external in ["src=", "href=", "@import", "url(", "<script", "<link"] {
+        assert!(!html.contains(external), "report.html contains {external}");
+    }
+    // The numbers of the reports are those of insights.json.
+    let share = insights["empathy"]["high_empathy_share"]["value"]
+        .as_f64()
+        .unwrap();
+    // Shares are shown with two significant digits: 35%, 7.1%.
+    let p = share * 100.0;
+    let shown = if p >= 10.0 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    };
+    assert!(html.contains(&shown) && md.contains(&shown), "{shown}");
+    let verdict = insights["learning"]["summary"].as_str().unwrap();
+    assert!(md.contains(verdict) && html.contains(verdict));
+    // Sensitive text stays out of every output.
+    for output in [
+        &html,
+        &md,
+        &insights.to_string(),
+        &stdout,
+        &text(&out.stderr),
+    ] {
+        assert!(!output.contains("I'm so sorry") && !output.contains("alone since I moved"));
+    }
+}
+
+#[test]
+fn mapped_columns_and_jsonl_input_without_ids_join_on_row_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let predictions = dir.path().join("p.jsonl");
+    let mut rows = String::new();
+    let mut preds = String::new();
+    for i in 1..=60 {
+        let level = (i % 3) as u8;
+        rows.push_str(&format!(
+            "{{\"seeker_post\":\"s\",\"response_post\":\"r\",\"upvotes\":{},\"time\":\"{}\",\"author\":\"a{}\"}}\n",
+            level * 2,
+            1_700_000_000 + i * 3600,
+            i % 4
+        ));
+        preds.push_str(&format!(
+            "{{\"id\":\"{i}\",\"ER\":{{\"level\":{level}}},\"IP\":{{\"level\":0}},\"EX\":{{\"level\":0}}}}\n"
+        ));
+    }
+    std::fs::write(&input, rows).unwrap();
+    std::fs::write(&predictions, preds).unwrap();
+    let report = dir.path().join("r");
+    let out = epitome(&[
+        "analyze",
+        "--input",
+        path(&input),
+        "--predictions",
+        path(&predictions),
+        "--out",
+        path(&report),
+        "--col",
+        "likes=upvotes",
+        "--col",
+        "created_at=time",
+        "--col",
+        "responder_id=author",
+        "--bootstrap",
+        "100",
+        "--min-responses",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let insights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("insights.json")).unwrap())
+            .unwrap();
+    // Likes are exactly 2 × the ER level: 0 at level 0, 2 at level 1, 4 at level 2.
+    let er = &insights["outcomes"][0]["mechanisms"][0]["levels"];
+    assert_eq!(insights["outcomes"][0]["outcome"], "mean_likes");
+    assert_eq!(
+        (
+            er[0]["value"]["value"].as_f64(),
+            er[2]["value"]["value"].as_f64()
+        ),
+        (Some(0.0), Some(4.0))
+    );
+    assert_eq!(insights["input"]["supporters"], 4);
+    assert_eq!(insights["learning"]["supporters"], 4);
+    assert_eq!(
+        insights["input"]["column_mappings"],
+        serde_json::json!(["responder_id=author", "created_at=time", "likes=upvotes"])
+    );
+    assert!(std::fs::read_to_string(report.join("report.md"))
+        .unwrap()
+        .contains("likes=upvotes"));
+}
+
+/// Runs analyze on an input and predictions written from text; returns the output and the
+/// report directory.
+fn analyze_files(
+    dir: &Path,
+    input: &str,
+    predictions: &str,
+    extra: &[&str],
+) -> (Output, std::path::PathBuf) {
+    let input_path = dir.join("interactions.csv");
+    let predictions_path = dir.join("predictions.jsonl");
+    std::fs::write(&input_path, input).unwrap();
+    std::fs::write(&predictions_path, predictions).unwrap();
+    let report = dir.join("report");
+    let mut args = vec![
+        "analyze",
+        "--input",
+        path(&input_path),
+        "--predictions",
+        path(&predictions_path),
+        "--out",
+        path(&report),
+        "--bootstrap",
+        "100",
+    ];
+    args.extend_from_slice(extra);
+    (epitome(&args), report)
+}
+
+fn prediction_lines(ids: &[&str]) -> String {
+    ids.iter()
+        .map(|id| format!("{{\"id\":\"{id}\",\"ER\":{{\"level\":1}},\"IP\":{{\"level\":0}},\"EX\":{{\"level\":2}}}}\n"))
+        .collect()
+}
+
+const HEADER: &str = "id,seeker_post,response_post,likes,created_at,responder_id\n";
+
+fn good_row(id: &str) -> String {
+    format!("{id},s,r,1,2024-05-01T10:00:00Z,a\n")
+}
+
+/// The run fails naming every expected piece, and writes no report.
+fn fails_with(out: &Output, report: &Path, expected: &[&str]) {
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success: {err}"
+    );
+    for e in expected {
+        assert!(err.contains(e), "the error should contain {e:?}: {err}");
+    }
+    for f in ["insights.json", "report.md", "report.html"] {
+        assert!(!report.join(f).exists(), "{f} written after a failure");
+    }
+}
+
+#[test]
+fn bad_input_is_named_by_file_line_and_column_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ids = ["1", "2", "3"];
+    let good: String = ids.iter().map(|i| good_row(i)).collect();
+
+    // A required column is missing: the model needs the response text.
+    let input = d.join("no-response.csv");
+    std::fs::write(&input, "id,seeker_post,likes\n1,s,2\n").unwrap();
+    let report = d.join("report-model");
+    let out = epitome(&[
+        "analyze",
+        "--input",
+        path(&input),
+        "--model",
+        path(&d.join("no-model")),
+        "--out",
+        path(&report),
+    ]);
+    fails_with(
+        &out,
+        &report,
+        &["no-response.csv", "no column 'response_post'"],
+    );
+    // A mapped column is missing.
+    let (out, report) = analyze_files(
+        d,
+        &(HEADER.to_owned() + &good),
+        &prediction_lines(&ids),
+        &["--col", "likes=upvotes"],
+    );
+    fails_with(
+        &out,
+        &report,
+        &["interactions.csv", "'upvotes (mapped to likes)'"],
+    );
+
+    // likes is not a number (line 3 holds the second data row).
+    let input = format!(
+        "{HEADER}{}2,s,r,lots,2024-05-01T10:00:00Z,a\n{}",
+        good_row("1"),
+        good_row("3")
+    );
+    let (out, report) = analyze_files(d, &input, &prediction_lines(&ids), &[]);
+    fails_with(
+        &out,
+        &report,
+        &[
+            "interactions.csv, line 3, field 'likes'",
+            "not a number: 'lots'",
+        ],
+    );
+
+    // An unparseable timestamp, after a quoted field that spans two lines.
+    let input = format!(
+        "{HEADER}1,\"two\nlines\",r,1,2024-05-01T10:00:00Z,a\n2,s,r,1,01/05/2024,a\n{}",
+        good_row("3")
+    );
+    let (out, report) = analyze_files(d, &input, &prediction_lines(&ids), &[]);
+    fails_with(
+        &out,
+        &report,
+        &["line 4, field 'created_at'", "'01/05/2024'", "RFC 3339"],
+    );
+
+    // A duplicated id.
+    let input = format!(
+        "{HEADER}{}{}{}",
+        good_row("1"),
+        good_row("2"),
+        good_row("1")
+    );
+    let (out, report) = analyze_files(d, &input, &prediction_lines(&ids), &[]);
+    fails_with(
+        &out,
+        &report,
+        &["line 4, field 'id'", "duplicated id '1' (first on line 2)"],
+    );
+
+    // Predictions that do not match the input: an interaction without one ...
+    let (out, report) = analyze_files(
+        d,
+        &(HEADER.to_owned() + &good),
+        &prediction_lines(&["1", "3"]),
+        &[],
+    );
+    fails_with(
+        &out,
+        &report,
+        &[
+            "interactions.csv, line 3, field 'id'",
+            "no prediction has the id '2'",
+        ],
+    );
+    // ... and a prediction without an interaction.
+    let (out, report) = analyze_files(
+        d,
+        &(HEADER.to_owned() + &good),
+        &prediction_lines(&["1", "2", "3", "9"]),
+        &[],
+    );
+    fails_with(
+        &out,
+        &report,
+        &[
+            "predictions.jsonl, line 4, field 'id'",
+            "'9' matches no interaction",
+        ],
+    );
+    // A predictions file with a level out of range.
+    let bad = prediction_lines(&ids).replace("\"level\":2", "\"level\":5");
+    let (out, report) = analyze_files(d, &(HEADER.to_owned() + &good), &bad, &[]);
+    fails_with(
+        &out,
+        &report,
+        &[
+            "predictions.jsonl, line 1, field 'EX.level'",
+            "5 is not a level",
+        ],
+    );
+}
+
+#[test]
+fn on_error_skip_leaves_bad_rows_out_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = HEADER.to_owned();
+    let mut ids = Vec::new();
+    for i in 1..=40 {
+        input.push_str(&good_row(&i.to_string()));
+        ids.push(i.to_string());
+    }
+    input.push_str("41,s,r,lots,2024-05-01T10:00:00Z,a\n");
+    input.push_str("42,s,r,1,whenever,a\n");
+    input.push_str(&good_row("7"));
+    input.push_str(&good_row("43"));
+    ids.push("41".into());
+    ids.push("42".into());
+    ids.push("99".into());
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (out, report) = analyze_files(
+        dir.path(),
+        &input,
+        &prediction_lines(&id_refs),
+        &["--on-error", "skip"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("skipped 4 rows"),
+        "{}",
+        text(&out.stderr)
+    );
+    let insights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("insights.json")).unwrap())
+            .unwrap();
+    let skipped = &insights["input"]["skipped"];
+    assert_eq!(insights["input"]["interactions"], 40);
+    assert_eq!(skipped["rows"], 4);
+    assert_eq!(skipped["reasons"]["likes: not a number"], 1);
+    assert_eq!(skipped["reasons"]["created_at: not a timestamp"], 1);
+    assert_eq!(skipped["reasons"]["id: duplicated"], 1);
+    assert_eq!(skipped["reasons"]["id: no prediction"], 1);
+    // 41 and 42 were skipped rows, 99 matches nothing.
+    assert_eq!(skipped["unmatched_predictions"], 3);
+    assert!(skipped["first_errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("line 42, field 'likes'"));
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("Skipped (--on-error skip): 4 rows"), "{md}");
+}

