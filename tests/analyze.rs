@@ -112,9 +112,9 @@ fn planted_effects_are_recovered_inside_their_intervals() {
 
 #[test]
 fn intervals_cover_the_planted_values_about_95_percent_of_the_time() {
-    // 20 platforms × 13 effects: with honest 95% intervals about 247 cover; fewer than 85%
-    // would mean intervals too narrow (for example resampling interactions of supporters
-    // whose likes go together), all of them would suggest intervals too wide to be useful.
+    // 20 platforms × 12 effects: with honest 95% intervals about 228 cover. Fewer than 85%
+    // would mean intervals too narrow or estimates biased; all of them would suggest
+    // intervals too wide to be useful.
     let dir = tempfile::tempdir().unwrap();
     let options = AnalyzeOptions {
         replicates: 400,
@@ -142,6 +142,7 @@ fn intervals_cover_the_planted_values_about_95_percent_of_the_time() {
         learning_covered += usize::from(slope.contains(planted.slope_per_doubling));
     }
     let share = covered as f64 / total as f64;
+    println!("coverage: {covered}/{total} effects, learning slope {learning_covered}/20");
     assert!((0.85..1.0).contains(&share), "coverage {covered}/{total}");
     assert!(
         learning_covered >= 16,

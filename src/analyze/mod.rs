@@ -7,6 +7,7 @@
 //! model) → [`outcomes`] and [`learning`] compute statistics over resampling units
 //! ([`bootstrap`]) → [`Insights`] → [`report`] renders HTML and Markdown.
 
+pub mod bench;
 pub mod bootstrap;
 pub mod collect;
 pub mod columns;

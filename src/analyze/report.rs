@@ -690,7 +690,7 @@ h3{font-size:1.05rem;margin-top:1.5rem}
 .findings li{margin:.35rem 0}
 .verdict{background:#eff6ff;border-left:4px solid var(--accent);padding:.6rem .8rem;margin:1rem 0}
 .warn{background:#fffbeb;border-left:4px solid #d97706;padding:.4rem .8rem;font-size:.9rem}
-svg{width:100%;height:auto;display:block;margin:.5rem 0}
+svg{width:100%;max-width:34rem;height:auto;display:block;margin:.5rem 0}
 svg .lab{font-size:12px;fill:var(--ink)}svg .val{font-size:11px;fill:var(--ink)}svg .inv{font-size:11px;fill:#fff}
 svg .axis{stroke:#a1a1aa}svg .grid{stroke:var(--line)}svg .zero{stroke:#a1a1aa;stroke-dasharray:3 3}
 svg .ci{stroke:var(--ink);stroke-width:1.5;fill:none}svg .trend{stroke:var(--accent);stroke-width:2;fill:none}

@@ -439,6 +439,13 @@ struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Instead of the encoder, time `analyze` (levels given) on this many synthetic
+    /// interactions, written to a temporary directory.
+    #[arg(long, conflicts_with_all = ["encoder", "iters"])]
+    analyze: Option<usize>,
+    /// Bootstrap replicates of the analyze benchmark.
+    #[arg(long, default_value_t = 1000, requires = "analyze")]
+    bootstrap: usize,
 }
 
 /// Process-wide settings that make the tensor kernels faster; measured on single-pair scoring
@@ -533,9 +540,15 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => {
-            let (encoder, _) = args.encoder.resolve()?;
-            let report = epitome::bench::run(&encoder, args.iters)?;
-            let json = serde_json::to_string_pretty(&report)?;
+            let json = if let Some(interactions) = args.analyze {
+                let dir = tempfile_dir("epitome-bench-analyze")?;
+                let report = epitome::analyze::bench::run(interactions, args.bootstrap, &dir);
+                let _ = std::fs::remove_dir_all(&dir);
+                serde_json::to_string_pretty(&report?)?
+            } else {
+                let (encoder, _) = args.encoder.resolve()?;
+                serde_json::to_string_pretty(&epitome::bench::run(&encoder, args.iters)?)?
+            };
             println!("{json}");
             if let Some(path) = &args.json {
                 std::fs::write(path, json + "\n")
@@ -846,6 +859,13 @@ fn eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// A fresh directory under the system's temporary directory.
+fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
 fn write_atomically(path: &Path, content: &str) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = path.with_file_name(format!(".{name}.partial"));
@@ -1050,6 +1070,8 @@ mod tests {
             Cli::try_parse_from(["epitome", "predict", "--model", "m", "--seeker", "s"]).is_err()
         );
         Cli::try_parse_from(["epitome", "bench", "--iters", "2"]).unwrap();
+        Cli::try_parse_from(["epitome", "bench", "--analyze", "1000000"]).unwrap();
+        assert!(Cli::try_parse_from(["epitome", "bench", "--bootstrap", "10"]).is_err());
         let cli = Cli::try_parse_from([
             "epitome",
             "analyze",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Browser test of the feedback page: installs Debian's Chromium and playwright-core if missing,
-# trains a tiny model on the fixture encoder, serves it on a free loopback port and drives the
-# page. Usage: tests/browser/run.sh [MODEL_DIR] [SCREENSHOT.png]
+# Browser tests: installs Debian's Chromium and playwright-core if missing; trains a tiny model on
+# the fixture encoder, serves it on a free loopback port and drives the feedback page; then
+# renders an `epitome analyze` report of a synthetic platform at phone and desktop widths.
+# Usage: tests/browser/run.sh [MODEL_DIR] [FEEDBACK_SCREENSHOT.png] [REPORT_SCREENSHOT.png]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -30,3 +31,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 node "$here/feedback.mjs" "http://127.0.0.1:$port/" "${2:-}"
+kill "$server" 2>/dev/null || true
+
+"$bin" --log warn synth-platform --out "$work/platform" 2>/dev/null
+"$bin" --log warn analyze --input "$work/platform/interactions.csv" \
+  --predictions "$work/platform/predictions.jsonl" --out "$work/report" --bootstrap 200 >/dev/null 2>&1
+node "$here/report.mjs" "$work/report/report.html" "${3:-}"
