@@ -468,6 +468,25 @@ fn bad_input_is_named_by_file_line_and_column_and_nothing_is_written() {
         &["interactions.csv", "'upvotes (mapped to likes)'"],
     );
 
+    // A column mapped onto post text: the error must not quote the post.
+    let input = "id,seeker_post,response_post,note\n1,s,r,I feel so alone tonight\n";
+    let (out, report) = analyze_files(
+        d,
+        input,
+        &prediction_lines(&["1"]),
+        &["--col", "likes=note"],
+    );
+    fails_with(
+        &out,
+        &report,
+        &["line 2, field 'note (mapped to likes)'", "not shown"],
+    );
+    assert!(
+        !text(&out.stderr).contains("alone"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // likes is not a number (line 3 holds the second data row).
     let input = format!(
         "{HEADER}{}2,s,r,lots,2024-05-01T10:00:00Z,a\n{}",

@@ -3,8 +3,8 @@
 
 use super::synth::{generate, SynthConfig};
 use super::{
-    analyze, collect, report, AnalyzeOptions, ColumnMap, InteractionReader, LevelSource,
-    OnError, PredictionIndex, Provenance, ResampleUnit,
+    analyze, collect, report, AnalyzeOptions, ColumnMap, InteractionReader, LevelSource, OnError,
+    PredictionIndex, Provenance, ResampleUnit,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -59,7 +59,12 @@ pub fn run(
         let start = Instant::now();
         let reader = InteractionReader::open(&input, ColumnMap::default(), false)?;
         let index = PredictionIndex::read(&predictions, false)?;
-        let data = collect(reader, LevelSource::Predictions(index), OnError::Fail, &mut |_, _| {})?;
+        let data = collect(
+            reader,
+            LevelSource::Predictions(index),
+            OnError::Fail,
+            &mut |_, _| {},
+        )?;
         let read_join_s = start.elapsed().as_secs_f64();
         let t = Instant::now();
         let options = AnalyzeOptions {

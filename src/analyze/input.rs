@@ -4,7 +4,7 @@
 use super::columns::{Column, ColumnMap};
 use super::timestamp::parse_timestamp;
 use crate::data::lines::{open_csv, CsvFile, LineTracker, TrackingReader};
-use crate::data::{from_csv, DataError, InputFormat};
+use crate::data::{from_csv, quote_value, DataError, InputFormat};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -210,7 +210,12 @@ impl InteractionReader {
                         message: message.to_owned(),
                     },
                 };
-                let Ok(text) = std::str::from_utf8(buf) else {
+                // A byte-order mark (Windows tools write one) is not part of the first record.
+                let bytes = match (*line, buf.strip_prefix(b"\xef\xbb\xbf")) {
+                    (1, Some(rest)) => rest,
+                    _ => &buf[..],
+                };
+                let Ok(text) = std::str::from_utf8(bytes) else {
                     self.rows += 1;
                     return Some(Err(record_error("invalid UTF-8; save the file as UTF-8")));
                 };
@@ -349,7 +354,7 @@ fn parse_row(
                 t => t.parse::<f64>().map_err(|_| {
                     fail(
                         column,
-                        format!("not a number: '{}'; expected {what}", shorten(t)),
+                        format!("not a number: {}; expected {what}", quote_value(t)),
                     )
                 })?,
             },
@@ -377,10 +382,12 @@ fn parse_row(
     };
     let created_at = match text(Column::CreatedAt)? {
         None => None,
-        Some(s) => Some(
-            parse_timestamp(&s)
-                .map_err(|e| fail(Column::CreatedAt, format!("not a timestamp: {e}")))?,
-        ),
+        Some(s) => Some(parse_timestamp(&s).map_err(|e| {
+            fail(
+                Column::CreatedAt,
+                format!("not a timestamp: {} is {e}", quote_value(&s)),
+            )
+        })?),
     };
     let followed = match number(Column::SeekerFollowed, "0 or 1")? {
         None => None,
@@ -416,15 +423,6 @@ fn format_number(n: f64) -> String {
         format!("{}", n as i64)
     } else {
         n.to_string()
-    }
-}
-
-/// Values of numeric columns are quoted in errors (they are not post text), at most 40 chars.
-fn shorten(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_owned()
     }
 }
 
@@ -468,7 +466,7 @@ mod tests {
         let jsonl = file(
             &dir,
             "a.jsonl",
-            "{\"id\": 7, \"upvotes\": \"2\", \"seeker_followed\": true}\n\n{\"upvotes\": 0}\n",
+            "\u{feff}{\"id\": 7, \"upvotes\": \"2\", \"seeker_followed\": true}\n\n{\"upvotes\": 0}\n",
         );
         let rows: Vec<_> = InteractionReader::open(&jsonl, map, false)
             .unwrap()

@@ -2,7 +2,7 @@
 //! that the interactions can be joined on it.
 
 use crate::data::lines::{open_csv, CsvFile};
-use crate::data::{from_csv, utf8_record, DataError, InputFormat};
+use crate::data::{from_csv, quote_value, utf8_record, DataError, InputFormat};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use std::collections::HashMap;
 use std::fs::File;
@@ -91,7 +91,12 @@ impl PredictionIndex {
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    add(&mut index, parse_json(path, line, &bytes))?;
+                    // A byte-order mark (Windows tools write one) is not part of the record.
+                    let record = match (line, bytes.strip_prefix(b"\xef\xbb\xbf")) {
+                        (1, Some(rest)) => rest,
+                        _ => &bytes[..],
+                    };
+                    add(&mut index, parse_json(path, line, record))?;
                 }
             }
             InputFormat::Csv => {
@@ -128,7 +133,10 @@ impl PredictionIndex {
                                     path: path.to_path_buf(),
                                     line,
                                     field: headers[c].clone(),
-                                    message: format!("'{text}' is not a level (0, 1 or 2)"),
+                                    message: format!(
+                                        "{} is not a level (0, 1 or 2)",
+                                        quote_value(text)
+                                    ),
                                 })?;
                             }
                             let id = fields.get(id_col).cloned().unwrap_or_default();
@@ -267,7 +275,7 @@ mod tests {
         File::create(&jsonl)
             .unwrap()
             .write_all(
-                b"{\"id\":\"a\",\"ER\":{\"level\":2,\"probs\":[0,0,1],\"rationales\":[]},\"IP\":{\"level\":0},\"EX\":{\"level\":1}}\n\
+                b"\xef\xbb\xbf{\"id\":\"a\",\"ER\":{\"level\":2,\"probs\":[0,0,1],\"rationales\":[]},\"IP\":{\"level\":0},\"EX\":{\"level\":1}}\n\
                   {\"id\":3,\"ER\":{\"level\":0},\"IP\":{\"level\":0},\"EX\":{\"level\":0}}\n",
             )
             .unwrap();

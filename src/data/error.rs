@@ -98,3 +98,17 @@ pub(crate) fn utf8_record(
         })
         .collect()
 }
+
+/// How an error shows a value from a file: quoted when it is short and has no spaces (a number,
+/// a date), otherwise by its length only, because a wrongly mapped column may hold post text.
+pub(crate) fn quote_value(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= 24 && !s.chars().any(char::is_whitespace) {
+        format!("'{s}'")
+    } else {
+        format!(
+            "a value of {} characters (not shown: it may be post text)",
+            s.chars().count()
+        )
+    }
+}
