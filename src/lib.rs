@@ -7,6 +7,7 @@
 //! model.
 
 pub mod analyze;
+pub mod atomic;
 pub mod bench;
 pub mod bundle;
 pub mod data;

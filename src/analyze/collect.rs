@@ -5,7 +5,7 @@ use super::input::{InteractionReader, RawInteraction, RowError};
 use super::predictions::{JoinError, Levels, PredictionIndex};
 use crate::data::{DataError, Pair};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What to do with a row that cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -123,7 +123,7 @@ impl Interactions {
 #[derive(Default)]
 struct Ids {
     responders: HashMap<String, u32>,
-    seekers: HashMap<String, ()>,
+    seekers: HashSet<String>,
 }
 
 impl Ids {
@@ -133,8 +133,8 @@ impl Ids {
     }
 
     fn seeker(&mut self, id: &str) {
-        if !self.seekers.contains_key(id) {
-            self.seekers.insert(id.to_owned(), ());
+        if !self.seekers.contains(id) {
+            self.seekers.insert(id.to_owned());
         }
     }
 }

@@ -137,14 +137,6 @@ impl InteractionReader {
         (read.min(self.size), self.size)
     }
 
-    /// Whether the file has the column (for CSV: in its header; JSONL says so row by row).
-    pub fn header_has(&self, column: Column) -> Option<bool> {
-        match &self.source {
-            Source::Csv { index, .. } => Some(index[column.index()].is_some()),
-            Source::Jsonl { .. } => None,
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }

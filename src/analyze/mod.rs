@@ -383,7 +383,13 @@ fn learn(
     let by_response_number = bins(Experience::Responses);
     let by_days_since_first = bins(Experience::Days);
     let slope_per_doubling_responses = slopes(Experience::Responses);
-    let (verdict, summary) = verdict(&slope_per_doubling_responses.total, d.supporters);
+    let (verdict, mut summary) = verdict(&slope_per_doubling_responses.total, d.supporters);
+    if d.supporters < 30 {
+        summary.push_str(&format!(
+            " Only {} supporters qualify: read this with caution.",
+            d.supporters
+        ));
+    }
     Some(Learning {
         min_responses: options.min_responses,
         supporters: d.supporters,

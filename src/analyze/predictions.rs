@@ -2,7 +2,7 @@
 //! that the interactions can be joined on it.
 
 use crate::data::lines::{open_csv, CsvFile};
-use crate::data::{from_csv, quote_value, utf8_record, DataError, InputFormat};
+use crate::data::{from_csv, quote_value, require_column, utf8_record, DataError, InputFormat};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use std::collections::HashMap;
 use std::fs::File;
@@ -105,16 +105,7 @@ impl PredictionIndex {
                     headers,
                     lines,
                 } = open_csv(path, BufReader::new(file))?;
-                let column = |name: &str| {
-                    headers
-                        .iter()
-                        .position(|h| h == name)
-                        .ok_or_else(|| DataError::MissingColumn {
-                            path: path.to_path_buf(),
-                            column: name.to_owned(),
-                            found: headers.join(", "),
-                        })
-                };
+                let column = |name: &str| require_column(path, &headers, name);
                 let id_col = column("id")?;
                 let level_cols = Mechanism::ALL
                     .map(|m| column(&format!("{}_level", m.code())))

@@ -4,7 +4,7 @@
 
 use super::bootstrap::Estimate;
 use super::insights::*;
-use super::synth::write_atomically;
+use crate::atomic::write_atomically;
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -8,10 +8,10 @@
 //! ratio the analysis estimates: E[likes | ER = l] / E[likes | ER = 0] = factor[ER][l].
 
 use super::timestamp::format_date;
+use crate::atomic::write_atomically;
 use crate::mechanism::Mechanism;
 use crate::rng::SplitMix64;
 use serde::Serialize;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Clone, Debug)]
@@ -324,28 +324,6 @@ impl SynthPlatform {
 fn clock(secs: i64) -> String {
     let s = secs.rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
-
-/// Writes through a buffered temporary file beside `path`, then renames it into place.
-pub fn write_atomically(
-    path: &Path,
-    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.partial"));
-    let result = (|| {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        body(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -867,11 +867,8 @@ fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
 }
 
 fn write_atomically(path: &Path, content: &str) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    epitome::atomic::write_atomically(path, |w| w.write_all(content.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn progress(len: Option<u64>, prefix: &str) -> ProgressBar {

@@ -1,7 +1,7 @@
 //! The EPITOME annotation release: three CSVs (one per mechanism) over the same pairs.
 
 use super::align::{locate_spans, split_rationales, CharSpan};
-use super::error::{from_csv, utf8_record, DataError};
+use super::error::{from_csv, require_column, utf8_record, DataError};
 use super::lines::{open_csv, CsvFile};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use serde::{Deserialize, Serialize};
@@ -109,16 +109,7 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
         headers,
         lines,
     } = open_csv(path, bytes.as_slice())?;
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| DataError::MissingColumn {
-                path: path.to_path_buf(),
-                column: name.to_owned(),
-                found: headers.join(", "),
-            })
-    };
+    let col = |name: &str| require_column(path, &headers, name);
     let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
     for record in reader.byte_records() {

@@ -112,3 +112,19 @@ pub(crate) fn quote_value(s: &str) -> String {
         )
     }
 }
+
+/// The position of a column the file must have, or an error listing the columns it has.
+pub(crate) fn require_column(
+    path: &std::path::Path,
+    headers: &[String],
+    name: &str,
+) -> Result<usize, DataError> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| DataError::MissingColumn {
+            path: path.to_path_buf(),
+            column: name.to_owned(),
+            found: headers.join(", "),
+        })
+}

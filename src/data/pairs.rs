@@ -1,7 +1,7 @@
 //! Pairs to score: CSV or JSONL with `seeker_post`, `response_post` and an optional `id`,
 //! read as a stream so that any file size runs in bounded memory.
 
-use super::error::{from_csv, utf8_record, DataError};
+use super::error::{from_csv, require_column, utf8_record, DataError};
 use super::lines::{open_csv, CsvFile, LineTracker, TrackingReader};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -92,13 +92,7 @@ impl PairReader {
                     lines,
                 } = open_csv(path, BufReader::new(file))?;
                 let find = |name: &str| headers.iter().position(|h| h == name);
-                let required = |name: &str| {
-                    find(name).ok_or_else(|| DataError::MissingColumn {
-                        path: path.to_path_buf(),
-                        column: name.to_owned(),
-                        found: headers.join(", "),
-                    })
-                };
+                let required = |name: &str| require_column(path, &headers, name);
                 Source::Csv {
                     id: find("id"),
                     seeker: required("seeker_post")?,
