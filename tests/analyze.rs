@@ -373,6 +373,26 @@ fn mapped_columns_and_jsonl_input_without_ids_join_on_row_numbers() {
     assert!(std::fs::read_to_string(report.join("report.md"))
         .unwrap()
         .contains("likes=upvotes"));
+    // 20 interactions per ER level, none at IP or EX above 0: each group is warned about once.
+    let warnings: Vec<&str> = insights["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(warnings.contains(
+        &"ER level 2: few interactions (mean likes 20, share with at least one like 20), too few for the intervals to mean much"
+    ), "{warnings:?}");
+    assert!(warnings
+        .contains(&"IP level 1: no interactions, so the outcomes at this level have no estimate"));
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.starts_with("EX level 2"))
+            .count(),
+        1
+    );
+    assert!(warnings.iter().any(|w| w.starts_with("only 4 supporters")));
 }
 
 /// Runs analyze on an input and predictions written from text; returns the output and the

@@ -161,6 +161,9 @@ pub fn analyze(
 
     let p = data.present;
     let mut outcome_reports = Vec::new();
+    // (mechanism, level) → the outcomes with too few interactions there, warned about once.
+    let mut small_groups: std::collections::BTreeMap<(usize, u8), Vec<(Outcome, u64)>> =
+        Default::default();
     for o in Outcome::ALL {
         let available = match o {
             Outcome::MeanLikes | Outcome::LikedShare => p.likes,
@@ -181,18 +184,16 @@ pub fn analyze(
                     .map(|l| {
                         let n = outcomes::group_size(&table, o.denominator(), |c| c[m] == l);
                         if n < options.small_group {
-                            warnings.push(format!(
-                                "{} at {} level {l}: only {n} interactions, too few for its interval to mean much",
-                                o.label(),
-                                mech.code()
-                            ));
+                            small_groups
+                                .entry((m, l))
+                                .or_insert_with(Vec::new)
+                                .push((o, n));
                         }
                         LevelOutcome {
                             level: l,
                             n,
                             value: e[at::outcome(o, m, l as usize)],
-                            relative_to_level_0: (l > 0)
-                                .then(|| e[at::relative(o, m, l as usize)]),
+                            relative_to_level_0: (l > 0).then(|| e[at::relative(o, m, l as usize)]),
                         }
                     })
                     .collect(),
@@ -204,6 +205,23 @@ pub fn analyze(
             is_rate: o.is_rate(),
             mechanisms,
         });
+    }
+    for ((m, level), small) in small_groups {
+        let code = crate::Mechanism::ALL[m].code();
+        if small.iter().all(|&(_, n)| n == 0) {
+            warnings.push(format!(
+                "{code} level {level}: no interactions, so the outcomes at this level have no estimate"
+            ));
+        } else {
+            let counts: Vec<String> = small
+                .iter()
+                .map(|(o, n)| format!("{} {n}", o.label().to_lowercase()))
+                .collect();
+            warnings.push(format!(
+                "{code} level {level}: few interactions ({}), too few for the intervals to mean much",
+                counts.join(", ")
+            ));
+        }
     }
     if !(p.likes || p.seeker_replied || p.seeker_followed) {
         not_run.push(NotRun {
