@@ -184,10 +184,7 @@ pub fn analyze(
                     .map(|l| {
                         let n = outcomes::group_size(&table, o.denominator(), |c| c[m] == l);
                         if n < options.small_group {
-                            small_groups
-                                .entry((m, l))
-                                .or_insert_with(Vec::new)
-                                .push((o, n));
+                            small_groups.entry((m, l)).or_default().push((o, n));
                         }
                         LevelOutcome {
                             level: l,
