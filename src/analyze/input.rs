@@ -355,10 +355,7 @@ fn parse_row(
             Value::Invalid(why) => return Err(fail(column, format!("invalid value: {why}"))),
         };
         if !n.is_finite() || n < 0.0 {
-            return Err(fail(
-                column,
-                format!("not a number: {n} is not a count; expected {what}"),
-            ));
+            return Err(fail(column, format!("not a count: {n}; expected {what}")));
         }
         Ok(Some(n))
     };
@@ -494,7 +491,11 @@ mod tests {
             "{}",
             errors[1]
         );
-        assert!(errors[2].contains("line 4"), "{}", errors[2]);
+        assert!(
+            errors[2].contains("line 4") && errors[2].contains("not a count: -1"),
+            "{}",
+            errors[2]
+        );
 
         let no_text = file(&dir, "t.csv", "id,upvotes\n1,2\n");
         let err = InteractionReader::open(&no_text, map.clone(), true)
