@@ -295,6 +295,16 @@ fn synth_platform_then_analyze_writes_three_self_contained_reports() {
         format!("{p:.1}%")
     };
     assert!(html.contains(&shown) && md.contains(&shown), "{shown}");
+    // estimates.csv holds the same numbers, one row each.
+    let csv = std::fs::read_to_string(report.join("estimates.csv")).unwrap();
+    let high = csv
+        .lines()
+        .find(|l| l.starts_with("total_score,high_empathy_share,"))
+        .unwrap();
+    assert_eq!(
+        high.split(',').nth(6).unwrap().parse::<f64>().unwrap(),
+        share
+    );
     let verdict = insights["learning"]["summary"].as_str().unwrap();
     assert!(md.contains(verdict) && html.contains(verdict));
     // Sensitive text stays out of every output.
@@ -445,7 +455,7 @@ fn fails_with(out: &Output, report: &Path, expected: &[&str]) {
     for e in expected {
         assert!(err.contains(e), "the error should contain {e:?}: {err}");
     }
-    for f in ["insights.json", "report.md", "report.html"] {
+    for f in ["insights.json", "estimates.csv", "report.md", "report.html"] {
         assert!(!report.join(f).exists(), "{f} written after a failure");
     }
 }

@@ -176,7 +176,7 @@ fn option_finite_or_null<S: serde::Serializer>(x: &Option<f64>, s: S) -> Result<
 }
 
 /// Ten significant digits: enough for any reader, and stable text across platforms.
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     if x == 0.0 {
         return 0.0;
     }

@@ -8,12 +8,14 @@ use crate::atomic::write_atomically;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Writes insights.json, report.md and report.html into `dir` (created if needed), each file
-/// under a temporary name first, so that a file present is complete.
+/// Writes insights.json, estimates.csv, report.md and report.html into `dir` (created if
+/// needed), each file under a temporary name first, so that a file present is complete.
 pub fn write_reports(insights: &Insights, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(insights)? + "\n";
     write_atomically(&dir.join("insights.json"), |w| w.write_all(json.as_bytes()))?;
+    let csv = estimates_csv(insights)?;
+    write_atomically(&dir.join("estimates.csv"), |w| w.write_all(&csv))?;
     let md = markdown(insights);
     write_atomically(&dir.join("report.md"), |w| w.write_all(md.as_bytes()))?;
     let html = html(insights);
@@ -211,6 +213,207 @@ fn method_lines(r: &Insights) -> Vec<String> {
         lines.push(format!("Not run: {} ({}).", n.analysis, n.reason));
     }
     lines
+}
+
+// ---------------------------------------------------------------- CSV
+
+/// One row of estimates.csv.
+struct Row<'a> {
+    analysis: &'a str,
+    statistic: String,
+    mechanism: &'a str,
+    level: String,
+    group: String,
+    n: u64,
+    estimate: Estimate,
+}
+
+/// Every estimate of the report as one flat table (one row per number, with its interval),
+/// for spreadsheets and data frames.
+pub fn estimates_csv(r: &Insights) -> std::io::Result<Vec<u8>> {
+    let mut rows: Vec<Row> = Vec::new();
+    let e = &r.empathy;
+    for m in &e.mechanisms {
+        for level in 0..3u8 {
+            rows.push(Row {
+                analysis: "levels",
+                statistic: "share".into(),
+                mechanism: &m.mechanism,
+                level: level.to_string(),
+                group: String::new(),
+                n: m.counts[level as usize],
+                estimate: m.shares[level as usize],
+            });
+        }
+        rows.push(Row {
+            analysis: "levels",
+            statistic: "mean_level".into(),
+            mechanism: &m.mechanism,
+            level: String::new(),
+            group: String::new(),
+            n: r.input.interactions as u64,
+            estimate: m.mean_level,
+        });
+    }
+    for t in &e.total_score {
+        rows.push(Row {
+            analysis: "total_score",
+            statistic: "share".into(),
+            mechanism: "",
+            level: t.total.to_string(),
+            group: String::new(),
+            n: t.count,
+            estimate: t.share,
+        });
+    }
+    rows.push(Row {
+        analysis: "total_score",
+        statistic: "mean".into(),
+        mechanism: "",
+        level: String::new(),
+        group: String::new(),
+        n: r.input.interactions as u64,
+        estimate: e.mean_total,
+    });
+    rows.push(Row {
+        analysis: "total_score",
+        statistic: "high_empathy_share".into(),
+        mechanism: "",
+        level: String::new(),
+        group: format!("total >= {}", r.settings.high_empathy_min_total),
+        n: e.high_empathy_count,
+        estimate: e.high_empathy_share,
+    });
+    for o in &r.outcomes {
+        for m in &o.mechanisms {
+            for l in &m.levels {
+                rows.push(Row {
+                    analysis: "outcomes",
+                    statistic: o.outcome.clone(),
+                    mechanism: &m.mechanism,
+                    level: l.level.to_string(),
+                    group: String::new(),
+                    n: l.n,
+                    estimate: l.value,
+                });
+                if let Some(rel) = l.relative_to_level_0 {
+                    rows.push(Row {
+                        analysis: "outcomes",
+                        statistic: format!("{}_relative_to_level_0", o.outcome),
+                        mechanism: &m.mechanism,
+                        level: l.level.to_string(),
+                        group: String::new(),
+                        n: l.n,
+                        estimate: rel,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(rel) = &r.relationship {
+        for (group, g) in [
+            (
+                format!("low: total <= {}", rel.low_empathy_max_total),
+                &rel.low,
+            ),
+            (
+                format!("high: total >= {}", rel.high_empathy_min_total),
+                &rel.high,
+            ),
+        ] {
+            rows.push(Row {
+                analysis: "relationship",
+                statistic: "follow_rate".into(),
+                mechanism: "",
+                level: String::new(),
+                group,
+                n: g.n,
+                estimate: g.rate,
+            });
+        }
+        rows.push(Row {
+            analysis: "relationship",
+            statistic: "follow_rate_relative_high_vs_low".into(),
+            mechanism: "",
+            level: String::new(),
+            group: String::new(),
+            n: rel.low.n + rel.high.n,
+            estimate: rel.relative,
+        });
+    }
+    if let Some(l) = &r.learning {
+        for (experience, bins) in [
+            ("response_number", &l.by_response_number),
+            ("days_since_first", &l.by_days_since_first),
+        ] {
+            for b in bins {
+                rows.push(Row {
+                    analysis: "learning",
+                    statistic: format!("mean_total_by_{experience}"),
+                    mechanism: "",
+                    level: String::new(),
+                    group: b.label.clone(),
+                    n: b.responses,
+                    estimate: b.mean_total,
+                });
+            }
+        }
+        for (experience, slopes) in [
+            ("responses", &l.slope_per_doubling_responses),
+            ("days", &l.slope_per_doubling_days),
+        ] {
+            for (mechanism, estimate) in [
+                ("", slopes.total),
+                ("ER", slopes.er),
+                ("IP", slopes.ip),
+                ("EX", slopes.ex),
+            ] {
+                rows.push(Row {
+                    analysis: "learning",
+                    statistic: format!("slope_per_doubling_{experience}"),
+                    mechanism,
+                    level: String::new(),
+                    group: if mechanism.is_empty() {
+                        "total score".into()
+                    } else {
+                        "level".into()
+                    },
+                    n: l.responses as u64,
+                    estimate,
+                });
+            }
+        }
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "analysis",
+        "statistic",
+        "mechanism",
+        "level",
+        "group",
+        "n",
+        "value",
+        "ci_low",
+        "ci_high",
+    ])?;
+    let num = |x: Option<f64>| match x {
+        Some(v) if v.is_finite() => format!("{}", super::bootstrap::round(v)),
+        _ => String::new(),
+    };
+    for row in rows {
+        w.write_record([
+            row.analysis.to_owned(),
+            row.statistic,
+            row.mechanism.to_owned(),
+            row.level,
+            row.group,
+            row.n.to_string(),
+            num(Some(row.estimate.value)),
+            num(row.estimate.low),
+            num(row.estimate.high),
+        ])?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
 }
 
 // ---------------------------------------------------------------- Markdown
@@ -928,4 +1131,67 @@ pub fn html(r: &Insights) -> String {
         esc(CITATION)
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::collect::Interactions;
+    use crate::analyze::{analyze, AnalyzeOptions, Provenance};
+
+    fn insights(file: &str) -> Insights {
+        let data = Interactions {
+            levels: vec![[0, 0, 0], [2, 2, 1], [1, 0, 2], [2, 2, 2]],
+            responder: vec![crate::analyze::collect::NO_RESPONDER; 4],
+            created_at: vec![f64::NAN; 4],
+            likes: vec![0.0, 3.0, 1.0, 5.0],
+            replied: vec![f64::NAN; 4],
+            followed: vec![0.0, 1.0, 0.0, 1.0],
+            present: crate::analyze::collect::Present {
+                likes: true,
+                seeker_followed: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let options = AnalyzeOptions {
+            replicates: 100,
+            ..Default::default()
+        };
+        let provenance = Provenance {
+            file: file.into(),
+            ..Default::default()
+        };
+        analyze(&data, &options, provenance).unwrap()
+    }
+
+    #[test]
+    fn text_from_the_user_is_escaped_in_html() {
+        let html = html(&insights("<script>alert(1)</script>&.csv"));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;.csv"));
+    }
+
+    #[test]
+    fn estimates_csv_has_a_row_per_number_with_its_interval() {
+        let r = insights("in.csv");
+        let csv = String::from_utf8(estimates_csv(&r).unwrap()).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("analysis,statistic,mechanism,level,group,n,value,ci_low,ci_high")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        // 3 × (3 shares + mean) level rows, 7 shares + mean + high share of the total score,
+        // 3 outcomes × 3 mechanisms × (3 values + 2 relative changes), 3 follow rows.
+        assert_eq!(rows.len(), 12 + 9 + 45 + 3);
+        let high = rows.iter().find(|r| r[1] == "high_empathy_share").unwrap();
+        assert_eq!((high[4], high[5], high[6]), ("total >= 4", "2", "0.5"));
+        let likes_er2 = rows
+            .iter()
+            .find(|r| r[1] == "mean_likes" && r[2] == "ER" && r[3] == "2")
+            .unwrap();
+        assert_eq!((likes_er2[5], likes_er2[6]), ("2", "4"));
+        assert!(rows.iter().all(|r| r.len() == 9));
+    }
 }

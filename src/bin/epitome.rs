@@ -89,7 +89,7 @@ struct AnalyzeArgs {
     /// Compute the levels with this model bundle instead (saved to DIR/predictions.jsonl).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Directory for report.html, report.md and insights.json.
+    /// Directory for report.html, report.md, insights.json and estimates.csv.
     #[arg(long)]
     out: PathBuf,
     /// Map a column: OUR_NAME=FILE_COLUMN, e.g. likes=upvotes; repeat for more.
@@ -785,7 +785,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
         );
     }
     eprintln!(
-        "analyzed {} interactions; wrote report.html, report.md and insights.json to {}",
+        "analyzed {} interactions; wrote report.html, report.md, insights.json and estimates.csv to {}",
         insights.input.interactions,
         args.out.display()
     );
