@@ -154,8 +154,8 @@ pub fn collect(
     let mut ids = Ids::default();
     // Ids seen so far, when a model scores (a predictions join tracks them itself).
     let mut seen: HashMap<String, u64> = HashMap::new();
-    // Rows waiting for the model: their place in `out` and their pair.
-    let mut pending: Vec<(usize, Pair)> = Vec::new();
+    // Rows waiting for the model: their places in `out`, and their pairs.
+    let mut pending = Pending::default();
     let fail_or_skip = |out: &mut Interactions, e: RowError| match on_error {
         OnError::Fail => Err(crate::Error::Data(e.error)),
         OnError::Skip => {
@@ -222,23 +222,21 @@ pub fn collect(
                     seen.insert(id.clone(), row.line);
                 }
                 let (seeker_post, response_post) = row.posts.take().unwrap_or_default();
-                pending.push((
-                    out.len(),
-                    Pair {
-                        id,
-                        seeker_post,
-                        response_post,
-                    },
-                ));
+                pending.rows.push(out.len());
+                pending.pairs.push(Pair {
+                    id,
+                    seeker_post,
+                    response_post,
+                });
                 out.push(&row, [0; 3], &mut ids);
-                if pending.len() == SCORE_CHUNK {
-                    score_pending(&mut out, &mut pending, score)?;
+                if pending.rows.len() == SCORE_CHUNK {
+                    pending.score(&mut out, score)?;
                 }
             }
         }
     }
     if let LevelSource::Model(score) = &mut source {
-        score_pending(&mut out, &mut pending, score)?;
+        pending.score(&mut out, score)?;
     }
     if let LevelSource::Predictions(index) = &source {
         out.skipped.prediction_lines = index.skipped_count;
@@ -269,19 +267,35 @@ pub fn collect(
     Ok(out)
 }
 
-fn score_pending(
-    out: &mut Interactions,
-    pending: &mut Vec<(usize, Pair)>,
-    score: &mut ScoreFn<'_>,
-) -> Result<(), crate::Error> {
-    if pending.is_empty() {
-        return Ok(());
+#[derive(Default)]
+struct Pending {
+    rows: Vec<usize>,
+    pairs: Vec<Pair>,
+}
+
+impl Pending {
+    /// Scores the waiting pairs, writes their levels into `out`, and forgets their text.
+    fn score(
+        &mut self,
+        out: &mut Interactions,
+        score: &mut ScoreFn<'_>,
+    ) -> Result<(), crate::Error> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let levels = score(&self.pairs)?;
+        if levels.len() != self.pairs.len() {
+            return Err(crate::Error::Invalid(format!(
+                "the model returned {} levels for {} pairs",
+                levels.len(),
+                self.pairs.len()
+            )));
+        }
+        for (&i, l) in self.rows.iter().zip(levels) {
+            out.levels[i] = l;
+        }
+        self.rows.clear();
+        self.pairs.clear();
+        Ok(())
     }
-    let pairs: Vec<Pair> = pending.iter().map(|(_, p)| p.clone()).collect();
-    let levels = score(&pairs)?;
-    for ((i, _), l) in pending.iter().zip(levels) {
-        out.levels[*i] = l;
-    }
-    pending.clear();
-    Ok(())
 }
