@@ -24,7 +24,7 @@ pub use collect::{collect, Interactions, LevelSource, OnError};
 pub use columns::{parse_mapping, Column, ColumnMap};
 pub use input::InteractionReader;
 pub use insights::*;
-pub use predictions::{Levels, PredictionIndex};
+pub use predictions::{levels_of, Levels, PredictionIndex};
 
 use bootstrap::{estimates, Estimate};
 use learning::Experience;

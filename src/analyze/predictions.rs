@@ -12,6 +12,15 @@ use std::path::{Path, PathBuf};
 /// Levels of ER, IP and EX, in [`Mechanism::ALL`] order.
 pub type Levels = [u8; 3];
 
+/// The levels of a prediction made by a model (mechanisms it lacks stay at 0).
+pub fn levels_of(prediction: &crate::predict::PairPrediction) -> Levels {
+    let mut levels = [0u8; 3];
+    for (m, p) in &prediction.mechanisms {
+        levels[m.index()] = p.level;
+    }
+    levels
+}
+
 struct Entry {
     levels: Levels,
     line: u64,

@@ -704,16 +704,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
                         path: saved.clone(),
                         source,
                     })?;
-                Ok(predictions
-                    .iter()
-                    .map(|p| {
-                        let mut levels = [0u8; 3];
-                        for (m, mp) in &p.mechanisms {
-                            levels[m.index()] = mp.level;
-                        }
-                        levels
-                    })
-                    .collect())
+                Ok(predictions.iter().map(an::levels_of).collect())
             };
             let data = an::collect(
                 reader,
