@@ -418,14 +418,10 @@ fn format_number(n: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
         let p = dir.path().join(name);
-        File::create(&p)
-            .unwrap()
-            .write_all(content.as_bytes())
-            .unwrap();
+        std::fs::write(&p, content).unwrap();
         p
     }
 
