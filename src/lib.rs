@@ -15,6 +15,7 @@ pub mod encoder;
 mod error;
 pub mod evaluate;
 pub mod features;
+pub mod kernels;
 pub mod loadtest;
 pub mod mechanism;
 pub mod metrics;

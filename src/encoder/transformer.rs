@@ -2,7 +2,8 @@
 //! Tensor names follow the Hugging Face checkpoints, without the `bert.`/`roberta.` prefix.
 
 use super::config::{Activation, EncoderConfig, Family};
-use super::layers::{attention_bias, softmax_last_dim_t, Dropout, LayerNorm, Linear, Mode};
+use super::layers::{Dropout, LayerNorm, Linear, Mode};
+use crate::kernels;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -114,11 +115,14 @@ impl Embeddings {
         let positions = lookup(&self.position, &self.position_ids(batch)?)?;
         let types = lookup(&self.token_type, &batch.type_ids)?;
         let x = ((words + positions)? + types)?;
-        let x = self.norm.forward_t(&x, mode)?;
+        let x = self.norm.forward(&x)?;
         self.dropout.forward(&x, mode)
     }
 }
 
+/// Hugging Face's `BertAttention`: `BertSelfAttention` (query, key, value, the attention
+/// itself) and `BertSelfOutput` (dense, dropout, residual, LayerNorm) in one struct.
+/// <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
 struct SelfAttention {
     query: Linear,
     key: Linear,
@@ -147,33 +151,24 @@ impl SelfAttention {
         })
     }
 
-    /// `bias`: (batch, 1, 1, tokens) additive mask.
-    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let head_dim = h / self.heads;
-        let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, self.heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (head_dim as f64).sqrt())?;
-        let scores = scores.broadcast_add(bias)?;
-        let probs = softmax_last_dim_t(&scores, mode)?;
-        let probs = self.probs_dropout.forward(&probs, mode)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, h))?;
+    /// `lengths`: real tokens per row; padding is never attended.
+    fn forward(&self, x: &Tensor, lengths: &[usize], mode: Mode) -> Result<Tensor> {
+        let context = kernels::attention(
+            &self.query.forward(x)?,
+            &self.key.forward(x)?,
+            &self.value.forward(x)?,
+            self.heads,
+            lengths,
+            self.probs_dropout.attention(mode),
+        )?;
         let out = self.output.forward(&context)?;
         let out = self.hidden_dropout.forward(&out, mode)?;
-        self.norm.forward_t(&(out + x)?, mode)
+        self.norm.forward(&(out + x)?)
     }
 }
 
+/// Hugging Face's `BertIntermediate` (dense, activation) and `BertOutput` (dense, dropout,
+/// residual, LayerNorm) in one struct.
 struct FeedForward {
     intermediate: Linear,
     output: Linear,
@@ -197,13 +192,13 @@ impl FeedForward {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = self.intermediate.forward(x)?;
         let y = match self.activation {
-            Activation::GeluErf => y.gelu_erf()?,
+            Activation::GeluErf => kernels::gelu_erf(&y)?,
             Activation::GeluTanh => y.gelu()?,
             Activation::Relu => y.relu()?,
         };
         let y = self.output.forward(&y)?;
         let y = self.dropout.forward(&y, mode)?;
-        self.norm.forward_t(&(y + x)?, mode)
+        self.norm.forward(&(y + x)?)
     }
 }
 
@@ -248,10 +243,9 @@ impl Encoder {
     /// Hidden states (batch, tokens, hidden) of a padded batch.
     pub fn forward(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
         let _enter = self.span.enter();
-        let bias = attention_bias(&batch.mask)?.unsqueeze(1)?;
         let mut x = self.embeddings.forward(batch, mode)?;
         for layer in &self.layers {
-            x = layer.attention.forward(&x, &bias, mode)?;
+            x = layer.attention.forward(&x, &batch.lengths, mode)?;
             x = layer.feed_forward.forward(&x, mode)?;
         }
         if x.dtype() != DType::F32 {

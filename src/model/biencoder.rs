@@ -6,8 +6,9 @@
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
 //! by prefix alone.
 
-use crate::encoder::layers::{attention_bias, softmax_last_dim_t, Dropout, Linear, Mode};
+use crate::encoder::layers::{Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
+use crate::kernels;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -68,7 +69,6 @@ struct CrossAttention {
     k: Linear,
     v: Linear,
     out: Linear,
-    scale: f64,
 }
 
 impl CrossAttention {
@@ -78,28 +78,27 @@ impl CrossAttention {
             k: Linear::load(vb.pp("k_linear"), hidden, hidden)?,
             v: Linear::load(vb.pp("v_linear"), hidden, hidden)?,
             out: Linear::load(vb.pp("out"), hidden, hidden)?,
-            scale: (hidden as f64).sqrt(),
         })
     }
 
+    /// `seeker_lengths`: the seeker tokens each response row may attend to.
     fn forward(
         &self,
         response: &Tensor,
         seeker: &Tensor,
-        seeker_bias: Option<&Tensor>,
+        seeker_lengths: &[usize],
         dropout: Dropout,
         mode: Mode,
     ) -> Result<Tensor> {
-        let q = self.q.forward(response)?;
-        let k = self.k.forward(seeker)?;
-        let v = self.v.forward(seeker)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / self.scale)?;
-        let scores = match seeker_bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
-        };
-        let probs = dropout.forward(&softmax_last_dim_t(&scores, mode)?, mode)?;
-        self.out.forward(&probs.matmul(&v)?)
+        let context = kernels::attention(
+            &self.q.forward(response)?,
+            &self.k.forward(seeker)?,
+            &self.v.forward(seeker)?,
+            1,
+            seeker_lengths,
+            dropout.attention(mode),
+        )?;
+        self.out.forward(&context)
     }
 }
 
@@ -208,10 +207,15 @@ impl BiEncoder {
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
         let _enter = self.span.enter();
-        let bias = if self.config.mask_seeker_padding {
-            Some(attention_bias(seeker_mask)?)
+        let seeker_lengths: Vec<usize> = if self.config.mask_seeker_padding {
+            seeker_mask
+                .sum(1)?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|n| n.round() as usize)
+                .collect()
         } else {
-            None
+            vec![seeker_states.dim(1)?; seeker_states.dim(0)?]
         };
         self.mechanisms
             .iter()
@@ -219,7 +223,7 @@ impl BiEncoder {
                 let hr = &responses[m.responder];
                 let attended =
                     m.attention
-                        .forward(hr, seeker_states, bias.as_ref(), self.dropout, mode)?;
+                        .forward(hr, seeker_states, &seeker_lengths, self.dropout, mode)?;
                 let hr = (hr + self.dropout.forward(&attended, mode)?)?;
                 let first = hr.i((.., 0, ..))?;
                 let x = self.dropout.forward(&first, mode)?;

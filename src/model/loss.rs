@@ -1,6 +1,5 @@
 //! The multi-task loss: λ_EI·CE(level) + λ_RE·CE(rationale tokens), summed over mechanisms.
 
-use crate::encoder::layers::log_softmax_last_dim;
 use candle_core::{Result, Tensor, D};
 
 /// Weighted cross-entropy: `logits` (n, c), `one_hot` (n, c) targets, `weights` (n).
@@ -10,7 +9,7 @@ pub fn weighted_cross_entropy(
     one_hot: &Tensor,
     weights: &Tensor,
 ) -> Result<Tensor> {
-    let nll = (log_softmax_last_dim(logits)? * one_hot)?
+    let nll = (candle_nn::ops::log_softmax(logits, D::Minus1)? * one_hot)?
         .sum(D::Minus1)?
         .neg()?;
     let total = (nll * weights)?.sum_all()?;

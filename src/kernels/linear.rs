@@ -1,0 +1,128 @@
+//! `y = x · Wᵀ + b`, as Hugging Face's `nn.Linear`, with the bias added inside the product.
+
+use super::matmul::{matmul, Mat, Threads};
+use super::{contiguous_f32, dispatch_simd, tensor, with_f32};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+/// `x` (..., in), `weight` (out, in), `bias` (out) → (..., out).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+}
+
+struct Linear;
+
+fn dims(x: &Layout, w: &Layout) -> Result<(usize, usize, usize, Shape)> {
+    let (out, inp) = w.shape().dims2()?;
+    let xd = x.shape().dims();
+    if xd.last() != Some(&inp) {
+        candle_core::bail!("linear: input {:?} does not end in {inp}", xd);
+    }
+    let rows = x.shape().elem_count() / inp.max(1);
+    let mut shape = xd.to_vec();
+    *shape.last_mut().expect("checked above") = out;
+    Ok((rows, inp, out, shape.into()))
+}
+
+dispatch_simd! {
+    fn add_rows_into(sum: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(sum.len()) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "epitome-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, inp, out, shape) = dims(xl, wl)?;
+        let x = contiguous_f32(xs, xl, "linear")?;
+        let w = contiguous_f32(ws, wl, "linear")?;
+        let b = contiguous_f32(bs, bl, "linear")?;
+        if b.len() != out {
+            candle_core::bail!("linear: bias of {} for {out} outputs", b.len());
+        }
+        let mut y = Vec::with_capacity(rows * out);
+        for _ in 0..rows {
+            y.extend_from_slice(b);
+        }
+        matmul(
+            &mut y,
+            out,
+            rows,
+            out,
+            inp,
+            true,
+            1.0,
+            Mat::rows(x, inp),
+            Mat::transposed(w, inp),
+            Threads::All,
+        );
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        let (dx, dw, db) = with_f32(grad, "linear backward", |g| {
+            with_f32(x, "linear backward", |xv| {
+                with_f32(w, "linear backward", |wv| {
+                    let mut dx = vec![0f32; rows * inp];
+                    matmul(
+                        &mut dx,
+                        inp,
+                        rows,
+                        inp,
+                        out,
+                        false,
+                        1.0,
+                        Mat::rows(g, out),
+                        Mat::rows(wv, inp),
+                        Threads::All,
+                    );
+                    let mut dw = vec![0f32; out * inp];
+                    matmul(
+                        &mut dw,
+                        inp,
+                        out,
+                        inp,
+                        rows,
+                        false,
+                        1.0,
+                        Mat::transposed(g, out),
+                        Mat::rows(xv, inp),
+                        Threads::All,
+                    );
+                    let mut db = vec![0f32; out];
+                    add_rows_into(&mut db, g);
+                    (dx, dw, db)
+                })
+            })
+        })???;
+        Ok((
+            Some(tensor(dx, x.shape().clone())?),
+            Some(tensor(dw, (out, inp))?),
+            Some(tensor(db, out)?),
+        ))
+    }
+}

@@ -1,0 +1,160 @@
+//! A bounds-checked front to the `gemm` crate's f32 product.
+
+use gemm::Parallelism;
+
+/// A matrix read from a slice: element (r, c) is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix whose rows are `rs` apart.
+    pub fn rows(data: &'a [f32], rs: usize) -> Self {
+        Self { data, rs, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `rs` apart.
+    pub fn transposed(data: &'a [f32], rs: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: rs,
+        }
+    }
+
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < self.data.len(), "{what}: matrix outside its slice");
+        }
+    }
+}
+
+/// Whether `gemm` may spread one product over rayon's threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// One thread: the caller already runs products in parallel.
+    One,
+    /// All of rayon's threads.
+    All,
+}
+
+/// `dst (m × n, row-major, rows dst_rs apart) = [dst +] scale · a (m × k) · b (k × n)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    scale: f32,
+    a: Mat,
+    b: Mat,
+    threads: Threads,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * dst_rs + n <= dst.len(),
+        "matmul: dst outside its slice"
+    );
+    a.check(m, k, "matmul lhs");
+    b.check(k, n, "matmul rhs");
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let parallelism = match threads {
+        Threads::All if rayon::current_num_threads() > 1 => {
+            Parallelism::Rayon(rayon::current_num_threads())
+        }
+        _ => Parallelism::None,
+    };
+    // SAFETY: every element the product reads or writes was checked to lie inside its slice,
+    // and `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// [`matmul`] into a destination that other tasks write too, each its own region.
+///
+/// # Safety
+/// `dst` must be valid for writes of the `m × n` block at rows `dst_rs` apart, and no other
+/// thread may read or write that block during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_raw(
+    dst: *mut f32,
+    dst_rs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    scale: f32,
+    a: Mat,
+    b: Mat,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    a.check(m, k, "matmul lhs");
+    b.check(k, n, "matmul rhs");
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                std::ptr::write_bytes(dst.add(r * dst_rs), 0, n);
+            }
+        }
+        return;
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b.data.as_ptr(),
+        b.cs as isize,
+        b.rs as isize,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}

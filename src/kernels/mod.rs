@@ -1,0 +1,121 @@
+//! Fused CPU kernels for the encoder, as candle custom ops with their own backward passes.
+//!
+//! candle's CPU backend runs most elementwise and reduction ops on one thread, allocates a
+//! tensor per elementary op, and runs a batched matrix product as one multi-threaded `gemm`
+//! call per (batch, head) matrix: for MiniLM at batch 32 × 64 that is 384 thread hand-offs
+//! for products of 64 × 32 × 64. The composite layers that gave training its gradients
+//! (layer norm and softmax from a dozen ops each, GELU's erf on one thread) cost as much as
+//! the matrix products themselves. Each op here does one layer's arithmetic in one pass over
+//! contiguous f32 rows, spread over rayon's threads, and computes its gradient itself, so the
+//! same kernel serves inference and training. The matrix products still go through `gemm`,
+//! which picks its micro-kernels by CPU feature at run time; the elementwise loops are
+//! compiled twice, for the baseline and for AVX2 + FMA, and the variant is chosen at run time.
+
+pub mod attention;
+pub mod gelu;
+pub mod layer_norm;
+pub mod linear;
+mod matmul;
+
+pub use attention::{attention, AttentionDropout};
+pub use gelu::gelu_erf;
+pub use layer_norm::layer_norm;
+pub use linear::linear;
+
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
+
+/// The f32 elements of a contiguous tensor, from its storage and layout.
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op}: expected an f32 tensor"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: the input must be contiguous"),
+    }
+}
+
+/// Runs `f` on a tensor's f32 elements, made contiguous first if they are not (backward
+/// passes get their arguments as tensors, not as storage).
+pub(crate) fn with_f32<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => Ok(f(contiguous_f32(cpu, layout, op)?)),
+        _ => candle_core::bail!("{op}: only the CPU is supported"),
+    }
+}
+
+/// A new f32 tensor of `shape` on the CPU.
+pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(values, shape.into(), &candle_core::Device::Cpu)
+}
+
+/// How many rayon tasks to cut `rows` rows into: a few per thread, so that uneven rows
+/// balance, but never tasks of under `min_rows` rows, whose hand-off would cost more than
+/// their work.
+pub(crate) fn chunk_rows(rows: usize, min_rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    rows.div_ceil(threads * 4).max(min_rows).max(1)
+}
+
+/// Whether the AVX2 + FMA variants of the elementwise loops can run on this CPU.
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `$name`, which runs `$body` (a closure-like block over the arguments) compiled for
+/// AVX2 + FMA when the CPU has them, and for the baseline otherwise. The body is plain Rust;
+/// the target feature lets LLVM vectorise it with 256-bit registers and fused multiply-adds.
+macro_rules! dispatch_simd {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::kernels::has_avx2_fma() {
+                // SAFETY: the CPU was checked for AVX2 and FMA at run time.
+                return unsafe { avx2($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use dispatch_simd;
+
+/// A pointer that rayon tasks may share when each writes a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub *mut f32);
+// SAFETY: only used where every task writes a region no other task reads or writes.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer. A method, not the field, so that closures capture the whole wrapper
+    /// (edition 2021 closures would otherwise capture the bare, non-Send field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
