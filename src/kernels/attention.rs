@@ -8,7 +8,7 @@
 //! dropout masks come from a hash of the position, so they need not be stored either.
 
 use super::matmul::{matmul, matmul_raw, Mat, Threads};
-use super::{contiguous_f32, gelu::exp, tensor, with_f32, SharedMut};
+use super::{contiguous_f32, dispatch_simd, dot, softmax_rows, tensor, with_f32, SharedMut};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -117,18 +117,7 @@ impl Attention {
             Mat::transposed(&k[k_off..], d.hidden),
             Threads::One,
         );
-        if len > 0 {
-            for row in p.chunks_exact_mut(len) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for x in row.iter_mut() {
-                    *x = exp(*x - max);
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|x| *x *= inv);
-            }
-        }
+        softmax_rows(&mut p, len);
         p
     }
 
@@ -138,6 +127,18 @@ impl Attention {
                 for (j, x) in row.iter_mut().enumerate() {
                     *x *= self.dropout_factor(d, task, i, j);
                 }
+            }
+        }
+    }
+}
+
+dispatch_simd! {
+    /// dS = P ∘ (dP − rowsum(dP ∘ P)), in place of dP.
+    fn softmax_backward_rows(dp: &mut [f32], p: &[f32], len: usize) {
+        for (ds, p) in dp.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
+            let d = dot(ds, p);
+            for (x, &p) in ds.iter_mut().zip(p) {
+                *x = p * (*x - d);
             }
         }
     }
@@ -260,12 +261,7 @@ impl CustomOp3 for Attention {
                                 Threads::One,
                             );
                             self.apply_dropout(d, &mut ds, task, len);
-                            for (ds, p) in ds.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
-                                let dot: f32 = ds.iter().zip(p).map(|(a, b)| a * b).sum();
-                                for (x, &p) in ds.iter_mut().zip(p) {
-                                    *x = p * (*x - dot);
-                                }
-                            }
+                            softmax_backward_rows(&mut ds, &p, len);
                             unsafe {
                                 // dQ = dS · K · scale
                                 matmul_raw(

@@ -1,6 +1,6 @@
 //! Layer normalisation over the last dimension, as PyTorch's `nn.LayerNorm`.
 
-use super::{chunk_rows, contiguous_f32, dispatch_simd, tensor, with_f32};
+use super::{chunk_rows, contiguous_f32, dispatch_simd, dot, sum, tensor, with_f32};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -25,8 +25,20 @@ struct LayerNorm {
 #[inline(always)]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum(x) / n;
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| (v - mean) * (v - mean))
+        .sum();
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] += (c[i] - mean) * (c[i] - mean);
+        }
+    }
+    let var = (lanes.iter().sum::<f32>() + tail) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -55,29 +67,19 @@ dispatch_simd! {
     ) {
         let h = w.len();
         let n = h as f32;
+        let mut g = vec![0f32; h];
+        let mut xhat = vec![0f32; h];
         for ((x, dy), dx) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx.chunks_exact_mut(h)) {
             let (mean, rstd) = moments(x, eps);
-            let mut sum_g = 0.0f32;
-            let mut sum_gx = 0.0f32;
-            for ((&x, &dy), &w) in x.iter().zip(dy).zip(w) {
-                let xhat = (x - mean) * rstd;
-                let g = dy * w;
-                sum_g += g;
-                sum_gx += g * xhat;
+            for i in 0..h {
+                xhat[i] = (x[i] - mean) * rstd;
+                g[i] = dy[i] * w[i];
+                dw[i] += dy[i] * xhat[i];
+                db[i] += dy[i];
             }
-            let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
-            for (((((dx, &x), &dy), &w), dw), db) in dx
-                .iter_mut()
-                .zip(x)
-                .zip(dy)
-                .zip(w)
-                .zip(dw.iter_mut())
-                .zip(db.iter_mut())
-            {
-                let xhat = (x - mean) * rstd;
-                *dx = rstd * (dy * w - mean_g - xhat * mean_gx);
-                *dw += dy * xhat;
-                *db += dy;
+            let (mean_g, mean_gx) = (sum(&g) / n, dot(&g, &xhat) / n);
+            for i in 0..h {
+                dx[i] = rstd * (g[i] - mean_g - xhat[i] * mean_gx);
             }
         }
     }

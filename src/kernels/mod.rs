@@ -105,6 +105,115 @@ macro_rules! dispatch_simd {
 }
 pub(crate) use dispatch_simd;
 
+/// Σ x, over eight independent lanes: a plain running sum is one long dependency chain that
+/// LLVM may not reorder, so it neither vectorises nor pipelines. Inline, so that it takes on
+/// the target features of the loop it is called from.
+#[inline(always)]
+pub(crate) fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Σ a·b, over eight lanes as [`sum`].
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    let tail: f32 = a[n - n % 8..]
+        .iter()
+        .zip(&b[n - n % 8..])
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += ca[i] * cb[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// max x (−∞ for an empty slice), over eight lanes as [`sum`].
+#[inline(always)]
+pub(crate) fn max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = if c[i] > lanes[i] { c[i] } else { lanes[i] };
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| if v > m { v } else { m })
+}
+
+/// Softmax of each `len`-long row of `x`, in place.
+#[inline(always)]
+pub(crate) fn softmax_rows_inline(x: &mut [f32], len: usize) {
+    if len == 0 {
+        return;
+    }
+    for row in x.chunks_exact_mut(len) {
+        let m = max(row);
+        for v in row.iter_mut() {
+            *v = gelu::exp(*v - m);
+        }
+        let inv = 1.0 / sum(row);
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+dispatch_simd! {
+    pub(crate) fn softmax_rows(x: &mut [f32], len: usize) {
+        softmax_rows_inline(x, len)
+    }
+}
+
+/// Runs `a` and `b` at the same time, each on a thread of its own on which every kernel runs
+/// single-threaded. For small batches (one pair while a supporter types), two independent
+/// encoders side by side keep both cores busy without the per-product thread hand-offs that
+/// splitting a 64-row product between cores costs.
+pub fn join_single_threaded<RA: Send, RB: Send>(
+    a: impl FnOnce() -> RA + Send,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    static POOLS: std::sync::OnceLock<Option<[rayon::ThreadPool; 2]>> = std::sync::OnceLock::new();
+    let pools = POOLS.get_or_init(|| {
+        let pool = || {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(|_| "epitome-encoder".into())
+                .build()
+                .ok()
+        };
+        Some([pool()?, pool()?])
+    });
+    match pools {
+        Some([pa, pb]) => std::thread::scope(|scope| {
+            let ha = scope.spawn(|| pa.install(a));
+            let rb = pb.install(b);
+            (
+                ha.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                rb,
+            )
+        }),
+        // No thread could be started: run one after the other, multi-threaded.
+        None => (a(), b()),
+    }
+}
+
 /// A pointer that rayon tasks may share when each writes a disjoint part of the buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub *mut f32);

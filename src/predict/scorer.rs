@@ -2,6 +2,7 @@
 
 use crate::encoder::layers::Mode;
 use crate::encoder::TokenBatch;
+use crate::kernels;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::model::BiEncoder;
 use crate::text::{Encoded, TextEncoder};
@@ -47,19 +48,13 @@ impl Scorer<'_> {
         let seeker_batch = padded_batch_of(seekers, self.pad_id, pad_to, self.device)?;
         let response_batch = padded_batch_of(responses, self.pad_id, pad_to, self.device)?;
         // The seeker and responder encoders are independent. A small batch leaves a core idle
-        // inside each matrix product, so the two run on their own threads; a large batch keeps
-        // both cores busy already, and two threads would only contend.
+        // inside each matrix product, so the two run side by side, each single-threaded; a
+        // large batch keeps both cores busy already.
         let (states, response_states) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
-            std::thread::scope(|scope| {
-                let seeker = scope.spawn(|| self.model.encode_seekers(&seeker_batch));
-                let response_states = self.model.encode_responses(&response_batch, Mode::Infer);
-                let states = seeker.join().unwrap_or_else(|_| {
-                    Err(candle_core::Error::Msg(
-                        "the seeker encoder panicked".into(),
-                    ))
-                });
-                (states, response_states)
-            })
+            kernels::join_single_threaded(
+                || self.model.encode_seekers(&seeker_batch),
+                || self.model.encode_responses(&response_batch, Mode::Infer),
+            )
         } else {
             (
                 self.model.encode_seekers(&seeker_batch),

@@ -275,7 +275,12 @@ impl Trainer {
             let states = self.model.encode_seekers(&batch)?;
             for (row, &i) in chunk.iter().enumerate() {
                 let len = features[i].seeker.len();
-                out[i] = Some(states.get(row)?.narrow(0, 0, len)?.copy()?);
+                // Copied out element by element: candle's `copy` of a view clones the
+                // whole storage beneath it, so each pair kept the batch's 64 rows of states
+                // (3.9 MB a pair, 10 GB for the Reddit data).
+                let own = states.get(row)?.narrow(0, 0, len)?;
+                let values = own.flatten_all()?.to_vec1::<f32>()?;
+                out[i] = Some(Tensor::from_vec(values, own.shape(), &self.device)?);
             }
             on_batch(chunk.len());
         }
