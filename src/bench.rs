@@ -4,7 +4,9 @@
 use crate::encoder::layers::Mode;
 use crate::encoder::{Encoder, PretrainedEncoder};
 use crate::features::Features;
+use crate::bundle;
 use crate::mechanism::Mechanism;
+use crate::model::BiEncoder;
 use crate::model::params::ParamSource;
 use crate::predict::Scorer;
 use crate::text::Encoded;
@@ -17,9 +19,15 @@ use std::time::Instant;
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub threads: usize,
+    /// The CPU's model name, as /proc/cpuinfo gives it.
+    pub cpu_model: String,
+    /// The CPU features that decide which kernels run.
+    pub cpu_features: Vec<String>,
     pub encoder: String,
     /// Inference, batch 32 × 64 tokens, no padding.
     pub encoder_forward_seq_per_s: f64,
+    /// Inference, one sequence of 64 tokens, milliseconds.
+    pub encoder_forward_one_sequence_ms: f64,
     /// One optimizer step of the default model (shared responder, three mechanisms, frozen word
     /// embeddings), batch 32 × 64, seeker encoder run inside the step as the peer does.
     pub train_step_s: f64,
@@ -28,10 +36,48 @@ pub struct BenchReport {
     /// One step with every responder parameter trainable, word embeddings included
     /// (the peer's setting, one mechanism).
     pub train_step_all_params_one_mechanism_s: f64,
-    /// Scoring all three mechanisms, one pair at a time, 64 tokens each.
+    /// Scoring all three mechanisms, one pair at a time, 64 tokens each, with a model loaded
+    /// as `predict` and `serve` load one.
     pub pipeline_pairs_per_s_batch1: f64,
+    /// The same, milliseconds per pair.
+    pub pipeline_one_pair_ms: f64,
     /// Scoring all three mechanisms, batch 32, 64 tokens each.
     pub batched_pipeline_pairs_per_s: f64,
+    /// Peak resident memory of this process, MB.
+    pub peak_rss_mb: f64,
+}
+
+/// The CPU's model name and the features of it that the kernels dispatch on.
+pub fn cpu_description() -> (String, Vec<String>) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"];
+    let features = wanted
+        .iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == **f))
+        .map(|f| f.to_string())
+        .collect();
+    (field("model name"), features)
+}
+
+/// Peak resident memory of this process in MB (VmHWM), 0 where /proc has no answer.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn synthetic(batch: usize, len: usize, vocab: usize) -> Vec<Encoded> {
@@ -74,6 +120,11 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         plain.forward(&batch, Mode::Infer)?;
         Ok(())
     })?;
+    let single = crate::predict::batch_of(&refs[..1], cfg.pad_token_id, &device)?;
+    let forward_one = time(iters * 8, || {
+        plain.forward(&single, Mode::Infer)?;
+        Ok(())
+    })?;
 
     let features: Vec<Features> = texts
         .iter()
@@ -111,8 +162,25 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
     )?;
     let step_all = time(train_iters, || step_with_seekers(&mut single, &fref))?;
 
+    // Scored with the trained tensors loaded as a bundle's are: plain tensors, not variables,
+    // so that the products take the packed inference path as in `predict` and `serve`.
+    let tensors = bundle::assemble(
+        trainer.model.config(),
+        encoder.load_tensors(&device)?,
+        trainer.snapshot()?,
+    );
+    let loaded = BiEncoder::load(
+        ParamSource::load(tensors).var_builder(&device),
+        cfg,
+        trainer.model.config(),
+    )?;
     let text = encoder.text_encoder(64)?;
-    let scorer = trainer.scorer(&text);
+    let scorer = Scorer {
+        model: &loaded,
+        text: &text,
+        pad_id: cfg.pad_token_id,
+        device: &device,
+    };
     let one = time(iters * 4, || {
         score(&scorer, &refs[..1])?;
         Ok(())
@@ -121,15 +189,21 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         score(&scorer, &refs)?;
         Ok(())
     })?;
+    let (cpu_model, cpu_features) = cpu_description();
     Ok(BenchReport {
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: rayon::current_num_threads(),
+        cpu_model,
+        cpu_features,
         encoder: encoder.dir.display().to_string(),
         encoder_forward_seq_per_s: 32.0 / forward,
+        encoder_forward_one_sequence_ms: forward_one * 1e3,
         train_step_s: step_full,
         train_step_cached_seeker_s: step_cached,
         train_step_all_params_one_mechanism_s: step_all,
         pipeline_pairs_per_s_batch1: 1.0 / one,
+        pipeline_one_pair_ms: one * 1e3,
         batched_pipeline_pairs_per_s: 32.0 / batched,
+        peak_rss_mb: peak_rss_mb(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! gradients would stop there without an error).
 
 use crate::kernels::{self, AttentionDropout};
+use std::sync::{Arc, OnceLock};
 use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -33,19 +34,45 @@ pub const WEIGHT_INIT: Init = Init::Randn {
 pub struct Linear {
     weight: Tensor,
     bias: Tensor,
+    /// The weight transposed for inference, made on first use when it can never change (it
+    /// is not a trainable variable): a loaded model, or the frozen seeker encoder.
+    transposed: Arc<OnceLock<Option<Vec<f32>>>>,
 }
 
 impl Linear {
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", WEIGHT_INIT)?;
         let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            transposed: Arc::new(OnceLock::new()),
+        })
+    }
+
+    fn transposed(&self) -> Option<&[f32]> {
+        if self.weight.track_op() || self.bias.track_op() {
+            return None;
+        }
+        self.transposed
+            .get_or_init(|| {
+                let t = self.weight.t().ok()?.contiguous().ok()?;
+                t.flatten_all().ok()?.to_vec1::<f32>().ok()
+            })
+            .as_deref()
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        kernels::linear(x, &self.weight, &self.bias)
+        match self.transposed() {
+            // Nothing upstream needs a gradient: the product against the transposed weight,
+            // which has none.
+            Some(wt) if !x.track_op() => {
+                kernels::linear_transposed(x, wt, self.bias.dim(0)?, &self.bias)
+            }
+            _ => kernels::linear(x, &self.weight, &self.bias),
+        }
     }
 }
 
@@ -97,19 +124,12 @@ impl Dropout {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let rng = match mode {
-            Mode::Train(rng) if self.p > 0.0 => rng,
-            _ => return Ok(x.clone()),
-        };
-        let keep = 1.0 / (1.0 - self.p);
-        let n = x.elem_count();
-        let mask: Vec<f32> = {
-            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            (0..n)
-                .map(|_| if rng.next_f32() < self.p { 0.0 } else { keep })
-                .collect()
-        };
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-        x.mul(&mask)
+        match mode {
+            Mode::Train(rng) if self.p > 0.0 => {
+                let seed = rng.lock().unwrap_or_else(|e| e.into_inner()).next_u64();
+                kernels::dropout(x, self.p, seed)
+            }
+            _ => Ok(x.clone()),
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! dropout masks come from a hash of the position, so they need not be stored either.
 
 use super::matmul::{matmul, matmul_raw, Mat, Threads};
+use super::dropout::keep_factor;
 use super::{contiguous_f32, dispatch_simd, dot, softmax_rows, tensor, with_f32, SharedMut};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -87,14 +88,7 @@ impl Attention {
         match self.dropout {
             None => 1.0,
             Some(AttentionDropout { p, seed }) => {
-                let index = ((task * d.queries + i) * d.keys + j) as u64;
-                let u = (mix(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 40) as f32
-                    / (1u64 << 24) as f32;
-                if u < p {
-                    0.0
-                } else {
-                    1.0 / (1.0 - p)
-                }
+                keep_factor(seed, ((task * d.queries + i) * d.keys + j) as u64, p)
             }
         }
     }
@@ -142,13 +136,6 @@ dispatch_simd! {
             }
         }
     }
-}
-
-/// SplitMix64's finaliser: a well-mixed 64-bit hash of a counter.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl CustomOp3 for Attention {

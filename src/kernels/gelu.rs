@@ -149,7 +149,8 @@ mod tests {
             }
             let want = sum * 2.0 / std::f64::consts::PI.sqrt();
             let got = erf(x as f32) as f64;
-            assert!((got - want).abs() < 3e-7, "erf({x}) = {got}, want {want}");
+            // A&S bound 1.5e-7, plus f32 rounding of the polynomial and of exp.
+            assert!((got - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A bounds-checked front to the `gemm` crate's f32 product.
 
+use super::SharedMut;
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// A matrix read from a slice: element (r, c) is `data[r * rs + c * cs]`.
 #[derive(Clone, Copy)]
@@ -73,38 +75,42 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let parallelism = match threads {
-        Threads::All if rayon::current_num_threads() > 1 => {
-            Parallelism::Rayon(rayon::current_num_threads())
-        }
-        _ => Parallelism::None,
+    let parts = match threads {
+        Threads::All if m * n * k >= SPLIT_MIN_WORK => rayon::current_num_threads(),
+        _ => 1,
     };
-    // SAFETY: every element the product reads or writes was checked to lie inside its slice,
-    // and `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            parallelism,
-        )
+    if parts <= 1 {
+        // SAFETY: every element read or written was checked to lie inside its slice, and
+        // `dst` is borrowed mutably, so it aliases neither input.
+        unsafe { matmul_raw(dst.as_mut_ptr(), dst_rs, m, n, k, accumulate, scale, a, b) };
+        return;
     }
+    // One single-threaded product per thread, on a block of rows of the output, or of columns
+    // when it is wider than tall. `gemm`'s own threading synchronises its threads after every
+    // block; measured on a 2048 × 384 × 1536 product on 2 cores, it reached 133 GFLOP/s
+    // (median) where two independent halves reached 167.
+    let by_rows = m >= n;
+    let extent = if by_rows { m } else { n };
+    let step = extent.div_ceil(parts);
+    let out = SharedMut(dst.as_mut_ptr());
+    (0..extent.div_ceil(step)).into_par_iter().for_each(|p| {
+        let (start, len) = (p * step, step.min(extent - p * step));
+        // SAFETY: part p writes only its own rows (or columns) of dst, which was checked to
+        // hold the whole product; its operands are sub-matrices of checked ones.
+        unsafe {
+            if by_rows {
+                let a = Mat { data: &a.data[start * a.rs..], ..a };
+                matmul_raw(out.get().add(start * dst_rs), dst_rs, len, n, k, accumulate, scale, a, b)
+            } else {
+                let b = Mat { data: &b.data[start * b.cs..], ..b };
+                matmul_raw(out.get().add(start), dst_rs, m, len, k, accumulate, scale, a, b)
+            }
+        }
+    });
 }
+
+/// Products smaller than this many multiply-adds run on one thread.
+const SPLIT_MIN_WORK: usize = 1 << 18;
 
 /// [`matmul`] into a destination that other tasks write too, each its own region.
 ///

@@ -12,15 +12,17 @@
 //! compiled twice, for the baseline and for AVX2 + FMA, and the variant is chosen at run time.
 
 pub mod attention;
+pub mod dropout;
 pub mod gelu;
 pub mod layer_norm;
 pub mod linear;
 mod matmul;
 
 pub use attention::{attention, AttentionDropout};
+pub use dropout::dropout;
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
-pub use linear::linear;
+pub use linear::{linear, linear_transposed};
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 

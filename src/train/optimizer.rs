@@ -6,6 +6,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
+use rayon::prelude::*;
 
 /// Flattened gradients, one entry per optimised variable; `None` where a variable got none.
 pub type Gradients = Vec<Option<Vec<f32>>>;
@@ -71,20 +72,24 @@ impl AdamW {
         let (b1f, b2f, scale) = (b1 as f32, b2 as f32, grad_scale as f32);
         let eps = self.eps as f32;
         let inv_sqrt_bias2 = (1.0 / bias2.sqrt()) as f32;
-        for (k, var) in self.vars.iter().enumerate() {
-            let Some(g) = &gradients[k] else { continue };
-            let mut theta = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let (m, v) = (&mut self.first[k], &mut self.second[k]);
-            for i in 0..theta.len() {
-                let gi = g[i] * scale;
-                m[i] = b1f * m[i] + (1.0 - b1f) * gi;
-                v[i] = b2f * v[i] + (1.0 - b2f) * gi * gi;
-                let denom = v[i].sqrt() * inv_sqrt_bias2 + eps;
-                theta[i] = theta[i] * decay - step_size * m[i] / denom;
-            }
-            let updated = Tensor::from_vec(theta, var.shape(), var.device())?;
-            var.set(&updated)?;
-        }
+        // Parameters update independently: one rayon task each (the large ones dominate).
+        self.vars
+            .par_iter()
+            .zip(self.first.par_iter_mut().zip(self.second.par_iter_mut()))
+            .zip(gradients.par_iter())
+            .try_for_each(|((var, (m, v)), g)| -> Result<()> {
+                let Some(g) = g else { return Ok(()) };
+                let mut theta = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                for i in 0..theta.len() {
+                    let gi = g[i] * scale;
+                    m[i] = b1f * m[i] + (1.0 - b1f) * gi;
+                    v[i] = b2f * v[i] + (1.0 - b2f) * gi * gi;
+                    let denom = v[i].sqrt() * inv_sqrt_bias2 + eps;
+                    theta[i] = theta[i] * decay - step_size * m[i] / denom;
+                }
+                let updated = Tensor::from_vec(theta, var.shape(), var.device())?;
+                var.set(&updated)
+            })?;
         Ok(())
     }
 }

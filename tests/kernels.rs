@@ -1,0 +1,240 @@
+//! The fused kernels against candle's own elementary ops: the same values forward and the same
+//! gradients backward, on shapes that are not multiples of any vector width.
+
+use candle_core::{Device, Tensor, Var, D};
+use epitome::kernels::{self, AttentionDropout};
+use epitome::rng::SplitMix64;
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = SplitMix64::new(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Values and gradients of `fused` and `reference` (both functions of `inputs`) agree.
+fn check(
+    name: &str,
+    inputs: &[Tensor],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    reference: impl Fn(&[Tensor]) -> Tensor,
+    tol: f32,
+) {
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let a = fused(&ts);
+    let b = reference(&ts);
+    assert_eq!(a.dims(), b.dims(), "{name}: shapes");
+    let d = max_diff(&a, &b);
+    assert!(d < tol, "{name}: forward differs by {d}");
+    // A loss that weighs every output differently, so that no gradient is trivially uniform.
+    let weights = random(a.dims(), 99);
+    let ga = (&a * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let gb = (&b * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    for (i, t) in ts.iter().enumerate() {
+        let (x, y) = (ga.get(t), gb.get(t));
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                let d = max_diff(x, y);
+                assert!(d < tol, "{name}: gradient of input {i} differs by {d}");
+                let norm = x.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(norm > 0.0, "{name}: gradient of input {i} is zero");
+            }
+            _ => panic!("{name}: input {i} got no gradient ({}, {})", x.is_some(), y.is_some()),
+        }
+    }
+}
+
+#[test]
+fn linear_matches_matmul_plus_bias() {
+    let inputs = [random(&[3, 7, 37], 1), random(&[19, 37], 2), random(&[19], 3)];
+    check(
+        "linear",
+        &inputs,
+        |t| kernels::linear(&t[0], &t[1], &t[2]).unwrap(),
+        |t| {
+            t[0].broadcast_matmul(&t[1].t().unwrap())
+                .unwrap()
+                .broadcast_add(&t[2])
+                .unwrap()
+        },
+        1e-5,
+    );
+}
+
+#[test]
+fn inference_linear_against_the_transposed_weight_matches_the_trainable_one() {
+    let x = random(&[2, 13, 384], 4);
+    let w = random(&[40, 384], 5);
+    let b = random(&[40], 6);
+    let wt: Vec<f32> = w.t().unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let a = kernels::linear_transposed(&x, &wt, 40, &b).unwrap();
+    let r = kernels::linear(&x, &w, &b).unwrap();
+    assert_eq!(a.dims(), r.dims());
+    assert!(max_diff(&a, &r) < 1e-4);
+}
+
+#[test]
+fn layer_norm_matches_its_composite() {
+    let inputs = [
+        (random(&[4, 5, 45], 7) * 3.0).unwrap(),
+        random(&[45], 8),
+        random(&[45], 9),
+    ];
+    check(
+        "layer norm",
+        &inputs,
+        |t| kernels::layer_norm(&t[0], &t[1], &t[2], 1e-12).unwrap(),
+        |t| {
+            let mean = t[0].mean_keepdim(D::Minus1).unwrap();
+            let centered = t[0].broadcast_sub(&mean).unwrap();
+            let var = centered.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            let std = (var + 1e-12).unwrap().sqrt().unwrap();
+            centered
+                .broadcast_div(&std)
+                .unwrap()
+                .broadcast_mul(&t[1])
+                .unwrap()
+                .broadcast_add(&t[2])
+                .unwrap()
+        },
+        1e-4,
+    );
+}
+
+#[test]
+fn gelu_matches_candles_erf_gelu() {
+    let inputs = [(random(&[3, 1001], 10) * 5.0).unwrap()];
+    check(
+        "gelu",
+        &inputs,
+        |t| kernels::gelu_erf(&t[0]).unwrap(),
+        |t| t[0].gelu_erf().unwrap(),
+        1e-5,
+    );
+}
+
+/// Multi-head attention from elementary ops, masking keys past each row's length.
+fn reference_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, lengths: &[usize]) -> Tensor {
+    let (b, tq, h) = q.dims3().unwrap();
+    let tk = k.dim(1).unwrap();
+    let d = h / heads;
+    let split = |x: &Tensor, t: usize| {
+        x.reshape((b, t, heads, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let (q, k, v) = (split(q, tq), split(k, tk), split(v, tk));
+    let mask: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&l| (0..tk).map(move |j| if j < l { 0.0 } else { -1e9 }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (b, 1, 1, tk), &Device::Cpu).unwrap();
+    let scores = (q.matmul(&k.t().unwrap().contiguous().unwrap()).unwrap() / (d as f64).sqrt())
+        .unwrap()
+        .broadcast_add(&mask)
+        .unwrap();
+    let max = scores.max_keepdim(D::Minus1).unwrap().detach();
+    let e = scores.broadcast_sub(&max).unwrap().exp().unwrap();
+    let p = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+    p.matmul(&v)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((b, tq, h))
+        .unwrap()
+}
+
+#[test]
+fn attention_matches_its_composite_with_masked_keys() {
+    // Self-attention shapes (4 heads) and cross-attention shapes (1 head, other key count).
+    for (heads, tq, tk, lengths) in [(4, 9, 9, vec![9, 5, 1]), (1, 6, 11, vec![11, 3, 7])] {
+        let h = 4 * 6;
+        let inputs = [
+            random(&[3, tq, h], 11),
+            random(&[3, tk, h], 12),
+            random(&[3, tk, h], 13),
+        ];
+        let l = lengths.clone();
+        check(
+            &format!("attention, {heads} heads"),
+            &inputs,
+            |t| kernels::attention(&t[0], &t[1], &t[2], heads, &lengths, None).unwrap(),
+            |t| reference_attention(&t[0], &t[1], &t[2], heads, &l),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn attention_dropout_is_reproducible_and_its_gradient_is_the_derivative() {
+    let (q, k, v) = (random(&[2, 5, 8], 14), random(&[2, 6, 8], 15), random(&[2, 6, 8], 16));
+    let lengths = [6, 4];
+    let drop = |seed| Some(AttentionDropout { p: 0.3, seed });
+    let run = |q: &Tensor, seed| kernels::attention(q, &k, &v, 2, &lengths, drop(seed)).unwrap();
+    let a = run(&q, 7);
+    assert_eq!(max_diff(&a, &run(&q, 7)), 0.0, "the same seed drops the same probabilities");
+    assert!(max_diff(&a, &run(&q, 8)) > 0.0, "another seed drops others");
+    let plain = kernels::attention(&q, &k, &v, 2, &lengths, None).unwrap();
+    assert!(max_diff(&a, &plain) > 0.0, "dropout changed nothing");
+
+    // The mask is a function of the position, so the output is a smooth function of q and
+    // central differences check the analytic gradient.
+    let weights = random(a.dims(), 17);
+    let loss = |q: &Tensor| (run(q, 7) * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let qv = Var::from_tensor(&q).unwrap();
+    let grads = (run(qv.as_tensor(), 7) * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let analytic: Vec<f32> = grads.get(qv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f32> = q.flatten_all().unwrap().to_vec1().unwrap();
+    let eps = 1e-2f32;
+    for i in [0, 3, 17, 41, 79] {
+        let mut plus = base.clone();
+        plus[i] += eps;
+        let mut minus = base.clone();
+        minus[i] -= eps;
+        let shape = q.shape().clone();
+        let f = |v: Vec<f32>| loss(&Tensor::from_vec(v, shape.clone(), &Device::Cpu).unwrap());
+        let numeric = (f(plus) - f(minus)) / (2.0 * eps as f64);
+        assert!(
+            (numeric - analytic[i] as f64).abs() < 2e-3,
+            "d loss / d q[{i}]: numeric {numeric}, analytic {}",
+            analytic[i]
+        );
+    }
+}
+
+#[test]
+fn dropout_keeps_the_expected_share_and_passes_gradients_through_the_same_mask() {
+    let x = (Tensor::ones((64, 1000), candle_core::DType::F32, &Device::Cpu).unwrap() * 2.0).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let y = kernels::dropout(xv.as_tensor(), 0.25, 3).unwrap();
+    let values: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    let kept = values.iter().filter(|&&v| v != 0.0).count() as f64 / values.len() as f64;
+    assert!((kept - 0.75).abs() < 0.01, "kept {kept}");
+    assert!(values.iter().all(|&v| v == 0.0 || (v - 2.0 / 0.75).abs() < 1e-6));
+    let same: Vec<f32> = kernels::dropout(&x, 0.25, 3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(values, same, "the same seed gives the same mask");
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let g: Vec<f32> = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    for (g, v) in g.iter().zip(&values) {
+        assert_eq!(*g == 0.0, *v == 0.0, "the gradient uses the forward mask");
+    }
+}
