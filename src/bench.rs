@@ -1,13 +1,13 @@
 //! Throughput and step-time measurements, shaped like ../shared/peer/torch_bench.py so that the
 //! two can be run side by side for a ratio.
 
+use crate::bundle;
 use crate::encoder::layers::Mode;
 use crate::encoder::{Encoder, PretrainedEncoder};
 use crate::features::Features;
-use crate::bundle;
 use crate::mechanism::Mechanism;
-use crate::model::BiEncoder;
 use crate::model::params::ParamSource;
+use crate::model::BiEncoder;
 use crate::predict::Scorer;
 use crate::text::Encoded;
 use crate::train::{TrainOptions, Trainer};
@@ -58,7 +58,17 @@ pub fn cpu_description() -> (String, Vec<String>) {
             .unwrap_or_default()
     };
     let flags = field("flags");
-    let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"];
+    let wanted = [
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_int8",
+    ];
     let features = wanted
         .iter()
         .filter(|f| flags.split_whitespace().any(|x| x == **f))

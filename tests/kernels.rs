@@ -33,7 +33,10 @@ fn check(
     reference: impl Fn(&[Tensor]) -> Tensor,
     tol: f32,
 ) {
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let a = fused(&ts);
     let b = reference(&ts);
@@ -42,25 +45,49 @@ fn check(
     assert!(d < tol, "{name}: forward differs by {d}");
     // A loss that weighs every output differently, so that no gradient is trivially uniform.
     let weights = random(a.dims(), 99);
-    let ga = (&a * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-    let gb = (&b * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+    let ga = (&a * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gb = (&b * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     for (i, t) in ts.iter().enumerate() {
         let (x, y) = (ga.get(t), gb.get(t));
         match (x, y) {
             (Some(x), Some(y)) => {
                 let d = max_diff(x, y);
                 assert!(d < tol, "{name}: gradient of input {i} differs by {d}");
-                let norm = x.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                let norm = x
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(norm > 0.0, "{name}: gradient of input {i} is zero");
             }
-            _ => panic!("{name}: input {i} got no gradient ({}, {})", x.is_some(), y.is_some()),
+            _ => panic!(
+                "{name}: input {i} got no gradient ({}, {})",
+                x.is_some(),
+                y.is_some()
+            ),
         }
     }
 }
 
 #[test]
 fn linear_matches_matmul_plus_bias() {
-    let inputs = [random(&[3, 7, 37], 1), random(&[19, 37], 2), random(&[19], 3)];
+    let inputs = [
+        random(&[3, 7, 37], 1),
+        random(&[19, 37], 2),
+        random(&[19], 3),
+    ];
     check(
         "linear",
         &inputs,
@@ -80,7 +107,15 @@ fn inference_linear_against_the_transposed_weight_matches_the_trainable_one() {
     let x = random(&[2, 13, 384], 4);
     let w = random(&[40, 384], 5);
     let b = random(&[40], 6);
-    let wt: Vec<f32> = w.t().unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let wt: Vec<f32> = w
+        .t()
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let a = kernels::linear_transposed(&x, &wt, 40, &b).unwrap();
     let r = kernels::linear(&x, &w, &b).unwrap();
     assert_eq!(a.dims(), r.dims());
@@ -128,7 +163,13 @@ fn gelu_matches_candles_erf_gelu() {
 }
 
 /// Multi-head attention from elementary ops, masking keys past each row's length.
-fn reference_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, lengths: &[usize]) -> Tensor {
+fn reference_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    lengths: &[usize],
+) -> Tensor {
     let (b, tq, h) = q.dims3().unwrap();
     let tk = k.dim(1).unwrap();
     let d = h / heads;
@@ -186,12 +227,20 @@ fn attention_matches_its_composite_with_masked_keys() {
 
 #[test]
 fn attention_dropout_is_reproducible_and_its_gradient_is_the_derivative() {
-    let (q, k, v) = (random(&[2, 5, 8], 14), random(&[2, 6, 8], 15), random(&[2, 6, 8], 16));
+    let (q, k, v) = (
+        random(&[2, 5, 8], 14),
+        random(&[2, 6, 8], 15),
+        random(&[2, 6, 8], 16),
+    );
     let lengths = [6, 4];
     let drop = |seed| Some(AttentionDropout { p: 0.3, seed });
     let run = |q: &Tensor, seed| kernels::attention(q, &k, &v, 2, &lengths, drop(seed)).unwrap();
     let a = run(&q, 7);
-    assert_eq!(max_diff(&a, &run(&q, 7)), 0.0, "the same seed drops the same probabilities");
+    assert_eq!(
+        max_diff(&a, &run(&q, 7)),
+        0.0,
+        "the same seed drops the same probabilities"
+    );
     assert!(max_diff(&a, &run(&q, 8)) > 0.0, "another seed drops others");
     let plain = kernels::attention(&q, &k, &v, 2, &lengths, None).unwrap();
     assert!(max_diff(&a, &plain) > 0.0, "dropout changed nothing");
@@ -199,10 +248,28 @@ fn attention_dropout_is_reproducible_and_its_gradient_is_the_derivative() {
     // The mask is a function of the position, so the output is a smooth function of q and
     // central differences check the analytic gradient.
     let weights = random(a.dims(), 17);
-    let loss = |q: &Tensor| (run(q, 7) * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    let loss = |q: &Tensor| {
+        (run(q, 7) * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
     let qv = Var::from_tensor(&q).unwrap();
-    let grads = (run(qv.as_tensor(), 7) * &weights).unwrap().sum_all().unwrap().backward().unwrap();
-    let analytic: Vec<f32> = grads.get(qv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let grads = (run(qv.as_tensor(), 7) * &weights)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let analytic: Vec<f32> = grads
+        .get(qv.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let base: Vec<f32> = q.flatten_all().unwrap().to_vec1().unwrap();
     let eps = 1e-2f32;
     for i in [0, 3, 17, 41, 79] {
@@ -223,17 +290,31 @@ fn attention_dropout_is_reproducible_and_its_gradient_is_the_derivative() {
 
 #[test]
 fn dropout_keeps_the_expected_share_and_passes_gradients_through_the_same_mask() {
-    let x = (Tensor::ones((64, 1000), candle_core::DType::F32, &Device::Cpu).unwrap() * 2.0).unwrap();
+    let x =
+        (Tensor::ones((64, 1000), candle_core::DType::F32, &Device::Cpu).unwrap() * 2.0).unwrap();
     let xv = Var::from_tensor(&x).unwrap();
     let y = kernels::dropout(xv.as_tensor(), 0.25, 3).unwrap();
     let values: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
     let kept = values.iter().filter(|&&v| v != 0.0).count() as f64 / values.len() as f64;
     assert!((kept - 0.75).abs() < 0.01, "kept {kept}");
-    assert!(values.iter().all(|&v| v == 0.0 || (v - 2.0 / 0.75).abs() < 1e-6));
-    let same: Vec<f32> = kernels::dropout(&x, 0.25, 3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(values
+        .iter()
+        .all(|&v| v == 0.0 || (v - 2.0 / 0.75).abs() < 1e-6));
+    let same: Vec<f32> = kernels::dropout(&x, 0.25, 3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     assert_eq!(values, same, "the same seed gives the same mask");
     let grads = y.sum_all().unwrap().backward().unwrap();
-    let g: Vec<f32> = grads.get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let g: Vec<f32> = grads
+        .get(xv.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     for (g, v) in g.iter().zip(&values) {
         assert_eq!(*g == 0.0, *v == 0.0, "the gradient uses the forward mask");
     }

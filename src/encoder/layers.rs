@@ -4,11 +4,11 @@
 //! gradients would stop there without an error).
 
 use crate::kernels::{self, AttentionDropout};
-use std::sync::{Arc, OnceLock};
 use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use std::sync::Mutex;
+use std::sync::{Arc, OnceLock};
 
 /// Whether a forward pass trains (dropout on, drawing from the seeded generator) or infers.
 #[derive(Clone, Copy)]

@@ -7,8 +7,8 @@
 //! pass recomputes the probabilities (a small product next to the gradient's four), and
 //! dropout masks come from a hash of the position, so they need not be stored either.
 
-use super::matmul::{matmul, matmul_raw, Mat, Threads};
 use super::dropout::keep_factor;
+use super::matmul::{matmul, matmul_raw, Mat, Threads};
 use super::{contiguous_f32, dispatch_simd, dot, softmax_rows, tensor, with_f32, SharedMut};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

@@ -15,7 +15,12 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// the left operand by columns: from W as stored, (out, in), it gathers every element one by
 /// one (21% of a 64-token forward pass on one thread); from Wᵀ it copies whole columns.
 /// No gradient flows through it.
-pub fn linear_transposed(x: &Tensor, weight_t: &[f32], out: usize, bias: &Tensor) -> Result<Tensor> {
+pub fn linear_transposed(
+    x: &Tensor,
+    weight_t: &[f32],
+    out: usize,
+    bias: &Tensor,
+) -> Result<Tensor> {
     let dims = x.dims();
     let inp = *dims.last().unwrap_or(&0);
     if weight_t.len() != inp * out {

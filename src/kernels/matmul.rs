@@ -99,11 +99,37 @@ pub(crate) fn matmul(
         // hold the whole product; its operands are sub-matrices of checked ones.
         unsafe {
             if by_rows {
-                let a = Mat { data: &a.data[start * a.rs..], ..a };
-                matmul_raw(out.get().add(start * dst_rs), dst_rs, len, n, k, accumulate, scale, a, b)
+                let a = Mat {
+                    data: &a.data[start * a.rs..],
+                    ..a
+                };
+                matmul_raw(
+                    out.get().add(start * dst_rs),
+                    dst_rs,
+                    len,
+                    n,
+                    k,
+                    accumulate,
+                    scale,
+                    a,
+                    b,
+                )
             } else {
-                let b = Mat { data: &b.data[start * b.cs..], ..b };
-                matmul_raw(out.get().add(start), dst_rs, m, len, k, accumulate, scale, a, b)
+                let b = Mat {
+                    data: &b.data[start * b.cs..],
+                    ..b
+                };
+                matmul_raw(
+                    out.get().add(start),
+                    dst_rs,
+                    m,
+                    len,
+                    k,
+                    accumulate,
+                    scale,
+                    a,
+                    b,
+                )
             }
         }
     });
