@@ -28,6 +28,11 @@ pub struct BenchReport {
     pub encoder_forward_seq_per_s: f64,
     /// Inference, one sequence of 64 tokens, milliseconds.
     pub encoder_forward_one_sequence_ms: f64,
+    /// The same two with int8 products (`--precision int8`), and the largest difference of
+    /// the last hidden state from f32 at batch 32 × 64 (as ort_bench.py reports for ORT).
+    pub int8_encoder_forward_seq_per_s: f64,
+    pub int8_encoder_forward_one_sequence_ms: f64,
+    pub int8_max_abs_diff: f32,
     /// One optimizer step of the default model (shared responder, three mechanisms, frozen word
     /// embeddings), batch 32 × 64, seeker encoder run inside the step as the peer does.
     pub train_step_s: f64,
@@ -135,6 +140,20 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         plain.forward(&single, Mode::Infer)?;
         Ok(())
     })?;
+    let int8_forward = time(iters, || {
+        plain.forward(&batch, Mode::Quantized)?;
+        Ok(())
+    })?;
+    let int8_forward_one = time(iters * 8, || {
+        plain.forward(&single, Mode::Quantized)?;
+        Ok(())
+    })?;
+    let int8_max_abs_diff = (plain.forward(&batch, Mode::Quantized)?
+        - plain.forward(&batch, Mode::Infer)?)?
+    .abs()?
+    .flatten_all()?
+    .max(0)?
+    .to_scalar::<f32>()?;
 
     let features: Vec<Features> = texts
         .iter()
@@ -207,6 +226,9 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         encoder: encoder.dir.display().to_string(),
         encoder_forward_seq_per_s: 32.0 / forward,
         encoder_forward_one_sequence_ms: forward_one * 1e3,
+        int8_encoder_forward_seq_per_s: 32.0 / int8_forward,
+        int8_encoder_forward_one_sequence_ms: int8_forward_one * 1e3,
+        int8_max_abs_diff,
         train_step_s: step_full,
         train_step_cached_seeker_s: step_cached,
         train_step_all_params_one_mechanism_s: step_all,

@@ -319,3 +319,61 @@ fn dropout_keeps_the_expected_share_and_passes_gradients_through_the_same_mask()
         assert_eq!(*g == 0.0, *v == 0.0, "the gradient uses the forward mask");
     }
 }
+
+#[test]
+fn int8_linear_is_exact_on_its_grids_and_close_to_f32_elsewhere() {
+    let Some(_) = kernels::QuantizedWeight::quantize(&[1.0], 1, 1) else {
+        return; // no AVX2: the int8 path is never taken
+    };
+    // Weights on the 7-bit grid (each channel's largest magnitude 1, so its step is 1/63) and
+    // inputs on the 8-bit grid (each row spans exactly [0, 1], step 1/255) quantize without
+    // error: the integer product must then reproduce f32 up to rounding. The shapes are not
+    // multiples of 4 (k groups) or 16 (panels).
+    let (rows, inp, out) = (11, 37, 21);
+    let mut w: Vec<f32> = (0..out * inp)
+        .map(|i| ((i * 7 % 127) as f32 - 63.0) / 63.0)
+        .collect();
+    let mut x: Vec<f32> = (0..rows * inp)
+        .map(|i| (i * 13 % 256) as f32 / 255.0)
+        .collect();
+    for c in 0..out {
+        w[c * inp] = 1.0;
+    }
+    for r in 0..rows {
+        x[r * inp] = 0.0;
+        x[r * inp + 1] = 1.0;
+    }
+    let wt = Tensor::from_vec(w.clone(), (out, inp), &Device::Cpu).unwrap();
+    let xt = Tensor::from_vec(x, (rows, inp), &Device::Cpu).unwrap();
+    let b = random(&[out], 20);
+    let q = kernels::QuantizedWeight::quantize(&w, out, inp).unwrap();
+    let exact = kernels::linear(&xt, &wt, &b).unwrap();
+    let int8 = kernels::linear_int8(&xt, &q, &b).unwrap();
+    let d = max_diff(&exact, &int8);
+    assert!(d < 1e-4, "values on the grids differ by {d}");
+
+    // Real-valued inputs and weights: within what 7-bit weights and 8-bit inputs allow.
+    let (x, w, b) = (
+        random(&[64, 384], 21),
+        random(&[100, 384], 22),
+        random(&[100], 23),
+    );
+    let values: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    let q = kernels::QuantizedWeight::quantize(&values, 100, 384).unwrap();
+    let exact = kernels::linear(&x, &w, &b).unwrap();
+    let int8 = kernels::linear_int8(&x, &q, &b).unwrap();
+    let scale = exact
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let err = max_diff(&exact, &int8);
+    assert!(
+        err < 0.02 * scale,
+        "int8 error {err} against outputs up to {scale}"
+    );
+}

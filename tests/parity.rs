@@ -270,3 +270,57 @@ fn fused_inference_kernels_agree_with_the_differentiable_training_path() {
         .unwrap();
     assert!(diff < 1e-4, "fused and composite paths differ by {diff}");
 }
+
+/// The int8 path against f32 on the default encoder, with a stated tolerance: every token's
+/// hidden state points the same way (cosine ≥ 0.98; measured 0.990 at worst on these posts)
+/// and no value moves by more than 0.5 (measured 0.31 at batch 32 × 64 in `bench`; ONNX
+/// Runtime's dynamic int8 quantization of the same encoder moves values by up to 0.86).
+#[test]
+fn int8_encoder_stays_close_to_f32() {
+    let dev = Device::Cpu;
+    let dir = ensure_default_encoder().expect("fetching the default encoder");
+    let pretrained = PretrainedEncoder::open(&dir).unwrap();
+    if epitome::kernels::QuantizedWeight::quantize(&[1.0], 1, 1).is_none() {
+        return; // no AVX2: int8 falls back to f32
+    }
+    let text = pretrained.text_encoder(64).unwrap();
+    let source = ParamSource::load(pretrained.load_tensors(&dev).unwrap());
+    let encoder = Encoder::load(source.var_builder(&dev), &pretrained.config).unwrap();
+    let posts = [
+        "I feel so alone since my dad died and nobody seems to care.",
+        "I'm so sorry you're going through this. What has helped you in the past?",
+        "That must be really hard. Have you talked to anyone about it?",
+    ];
+    let encoded: Vec<_> = posts.iter().map(|p| text.encode(p).unwrap()).collect();
+    let rows: Vec<_> = encoded
+        .iter()
+        .map(|e| (&e.ids[..], &e.type_ids[..]))
+        .collect();
+    let batch = TokenBatch::new(&rows, pretrained.config.pad_token_id, None, &dev).unwrap();
+    let f32_states = encoder.forward(&batch, Mode::Infer).unwrap();
+    let int8_states = encoder.forward(&batch, Mode::Quantized).unwrap();
+    let mut worst_cos = 1.0f32;
+    let mut worst_abs = 0.0f32;
+    for (b, e) in encoded.iter().enumerate() {
+        for t in 0..e.ids.len() {
+            let a: Vec<f32> = f32_states.i((b, t)).unwrap().to_vec1().unwrap();
+            let q: Vec<f32> = int8_states.i((b, t)).unwrap().to_vec1().unwrap();
+            let dot: f32 = a.iter().zip(&q).map(|(x, y)| x * y).sum();
+            let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let nq: f32 = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            worst_cos = worst_cos.min(dot / (na * nq));
+            for (x, y) in a.iter().zip(&q) {
+                worst_abs = worst_abs.max((x - y).abs());
+            }
+        }
+    }
+    assert!(worst_cos >= 0.98, "int8 hidden states: cosine {worst_cos}");
+    assert!(
+        worst_abs <= 0.5,
+        "int8 hidden states: max abs diff {worst_abs}"
+    );
+    assert!(
+        worst_abs > 0.0,
+        "the int8 path computed exactly f32: not quantized"
+    );
+}

@@ -191,6 +191,10 @@ struct ServeArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
+    /// Number format of the encoders' products: f32, or int8 (int8 weights and
+    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
+    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
+    precision: epitome::kernels::Precision,
     /// Address to listen on. The default is reachable from this machine only.
     #[arg(long, env = "EPITOME_ADDR", default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
@@ -383,6 +387,10 @@ struct EvalArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
+    /// Number format of the encoders' products: f32, or int8 (int8 weights and
+    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
+    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
+    precision: epitome::kernels::Precision,
     /// Directory with the three EPITOME CSVs.
     #[arg(long)]
     data: PathBuf,
@@ -399,6 +407,10 @@ struct PredictArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
+    /// Number format of the encoders' products: f32, or int8 (int8 weights and
+    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
+    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
+    precision: epitome::kernels::Precision,
     /// CSV or JSONL with seeker_post, response_post and optionally id.
     #[arg(long, conflicts_with_all = ["seeker", "response"])]
     input: Option<PathBuf>,
@@ -603,7 +615,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let bundle = epitome::bundle::load(&args.model, &Device::Cpu)?;
+    let mut bundle = epitome::bundle::load(&args.model, &Device::Cpu)?;
+    bundle.model.set_precision(args.precision);
     let config = epitome::serve::ServeConfig {
         addr: args.addr,
         token,
@@ -803,7 +816,8 @@ fn train(args: &TrainArgs) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let device = Device::Cpu;
-    let loaded = epitome::bundle::load(&args.model, &device)?;
+    let mut loaded = epitome::bundle::load(&args.model, &device)?;
+    loaded.model.set_precision(args.precision);
     let dataset = load_epitome(&args.data)?;
     let examples: Vec<_> = match args.split {
         SplitChoice::All => dataset.examples.iter().collect(),
@@ -884,7 +898,8 @@ const CHUNK: usize = 256;
 
 fn predict(args: &PredictArgs) -> Result<()> {
     let device = Device::Cpu;
-    let loaded = epitome::bundle::load(&args.model, &device)?;
+    let mut loaded = epitome::bundle::load(&args.model, &device)?;
+    loaded.model.set_precision(args.precision);
     let scorer = Scorer {
         model: &loaded.model,
         text: &loaded.text,
@@ -995,6 +1010,7 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
     eprintln!("scoring {} with {}", args.input.display(), model.display());
     predict(&PredictArgs {
         model,
+        precision: epitome::kernels::Precision::F32,
         input: Some(args.input.clone()),
         output: None,
         seeker: None,

@@ -3,7 +3,7 @@
 //! inference and training (candle's fused CPU softmax and layer norm have no backward pass:
 //! gradients would stop there without an error).
 
-use crate::kernels::{self, AttentionDropout};
+use crate::kernels::{self, AttentionDropout, QuantizedWeight};
 use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -14,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Copy)]
 pub enum Mode<'a> {
     Infer,
+    /// Inference with the encoders' products quantized to int8 (`Precision::Int8`).
+    Quantized,
     Train(&'a Mutex<SplitMix64>),
 }
 
@@ -37,6 +39,8 @@ pub struct Linear {
     /// The weight transposed for inference, made on first use when it can never change (it
     /// is not a trainable variable): a loaded model, or the frozen seeker encoder.
     transposed: Arc<OnceLock<Option<Vec<f32>>>>,
+    /// The weight quantized for int8 inference, made on first use under the same condition.
+    quantized: Arc<OnceLock<Option<QuantizedWeight>>>,
 }
 
 impl Linear {
@@ -47,7 +51,32 @@ impl Linear {
             weight,
             bias,
             transposed: Arc::new(OnceLock::new()),
+            quantized: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// [`Module::forward`], with int8 products under [`Mode::Quantized`] when nothing needs a
+    /// gradient.
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let Mode::Quantized = mode {
+            if let Some(q) = self.quantized(x) {
+                return kernels::linear_int8(x, q, &self.bias);
+            }
+        }
+        self.forward(x)
+    }
+
+    fn quantized(&self, x: &Tensor) -> Option<&QuantizedWeight> {
+        if x.track_op() || self.weight.track_op() || self.bias.track_op() {
+            return None;
+        }
+        self.quantized
+            .get_or_init(|| {
+                let (out, inp) = self.weight.dims2().ok()?;
+                let w = self.weight.flatten_all().ok()?.to_vec1::<f32>().ok()?;
+                QuantizedWeight::quantize(&w, out, inp)
+            })
+            .as_ref()
     }
 
     fn transposed(&self) -> Option<&[f32]> {

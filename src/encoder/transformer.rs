@@ -154,14 +154,14 @@ impl SelfAttention {
     /// `lengths`: real tokens per row; padding is never attended.
     fn forward(&self, x: &Tensor, lengths: &[usize], mode: Mode) -> Result<Tensor> {
         let context = kernels::attention(
-            &self.query.forward(x)?,
-            &self.key.forward(x)?,
-            &self.value.forward(x)?,
+            &self.query.forward_t(x, mode)?,
+            &self.key.forward_t(x, mode)?,
+            &self.value.forward_t(x, mode)?,
             self.heads,
             lengths,
             self.probs_dropout.attention(mode),
         )?;
-        let out = self.output.forward(&context)?;
+        let out = self.output.forward_t(&context, mode)?;
         let out = self.hidden_dropout.forward(&out, mode)?;
         self.norm.forward(&(out + x)?)
     }
@@ -190,13 +190,13 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.intermediate.forward(x)?;
+        let y = self.intermediate.forward_t(x, mode)?;
         let y = match self.activation {
             Activation::GeluErf => kernels::gelu_erf(&y)?,
             Activation::GeluTanh => y.gelu()?,
             Activation::Relu => y.relu()?,
         };
-        let y = self.output.forward(&y)?;
+        let y = self.output.forward_t(&y, mode)?;
         let y = self.dropout.forward(&y, mode)?;
         self.norm.forward(&(y + x)?)
     }

@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod dropout;
 pub mod gelu;
+pub mod int8;
 pub mod layer_norm;
 pub mod linear;
 mod matmul;
@@ -21,10 +22,33 @@ mod matmul;
 pub use attention::{attention, AttentionDropout};
 pub use dropout::dropout;
 pub use gelu::gelu_erf;
+pub use int8::{linear_int8, QuantizedWeight};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_transposed};
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
+
+/// The number format of an inference run's matrix products.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// The encoders' products with int8 weights and u8 activations ([`int8`]); norms,
+    /// softmax, GELU and the mechanism heads stay f32. Needs AVX2; elsewhere f32 runs.
+    Int8,
+}
 
 /// The f32 elements of a contiguous tensor, from its storage and layout.
 pub(crate) fn contiguous_f32<'a>(

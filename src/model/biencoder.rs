@@ -8,7 +8,7 @@
 
 use crate::encoder::layers::{Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
-use crate::kernels;
+use crate::kernels::{self, Precision};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -126,6 +126,7 @@ pub struct BiEncoder {
     mechanisms: Vec<MechanismLayers>,
     dropout: Dropout,
     config: ModelConfig,
+    precision: Precision,
     span: tracing::Span,
 }
 
@@ -162,6 +163,7 @@ impl BiEncoder {
             mechanisms,
             dropout: Dropout::new(config.dropout),
             config: config.clone(),
+            precision: Precision::F32,
             span: tracing::span!(tracing::Level::TRACE, "biencoder"),
         })
     }
@@ -170,10 +172,27 @@ impl BiEncoder {
         &self.config
     }
 
+    /// The number format of the encoders' products at inference; f32 unless set.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The inference mode of the encoders: quantized products under int8 precision.
+    fn infer_mode(&self) -> Mode<'static> {
+        match self.precision {
+            Precision::F32 => Mode::Infer,
+            Precision::Int8 => Mode::Quantized,
+        }
+    }
+
     /// Hidden states of the frozen seeker encoder. It never trains, so it runs without dropout
     /// and its output can be computed once and reused by every mechanism and epoch.
     pub fn encode_seekers(&self, batch: &TokenBatch) -> Result<Tensor> {
-        Ok(self.seeker.forward(batch, Mode::Infer)?.detach())
+        Ok(self.seeker.forward(batch, self.infer_mode())?.detach())
     }
 
     /// Logits for every mechanism, given the seeker states (batch, seeker tokens, hidden) and
@@ -192,6 +211,10 @@ impl BiEncoder {
     /// Hidden states of the responder encoder(s): one tensor when shared, one per mechanism
     /// when separate.
     pub fn encode_responses(&self, response: &TokenBatch, mode: Mode) -> Result<Vec<Tensor>> {
+        let mode = match mode {
+            Mode::Infer => self.infer_mode(),
+            other => other,
+        };
         self.responders
             .iter()
             .map(|r| r.forward(response, mode))

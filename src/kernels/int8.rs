@@ -1,0 +1,270 @@
+//! Quantized inference products: int8 weights (per output channel), activations quantized per
+//! row to u8 when the product runs, i32 accumulation, f32 everywhere else (bias, norms,
+//! softmax, GELU). Selected per run (`--precision int8`); fp32 stays the default.
+//!
+//! The micro-kernel is AVX2's u8 × i8 multiply-add (`vpmaddubsw`, 32 products per
+//! instruction, summed in pairs to i16) followed by `vpmaddwd` against ones (to i32): 4 k of
+//! 16 columns for a row in six instructions, where f32 needs eight fused multiply-adds. The
+//! pair sums saturate at ±32767, so weights use 7 bits (±63): 2 · 255 · 63 < 32767, the
+//! "reduce range" that ONNX Runtime recommends for AVX2 without VNNI.
+
+use super::{dispatch_simd, tensor, with_f32, SharedMut};
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+/// Output columns per panel.
+const NR: usize = 16;
+/// Rows per tile: 4 × 2 accumulators, 2 weight registers, the broadcast input and the ones.
+const MR: usize = 4;
+/// Largest weight magnitude after quantization (7 bits).
+const WMAX: f32 = 63.0;
+
+/// A (out, in) weight quantized per output channel, in panels of [`NR`] columns; within a
+/// panel, groups of 4 k, each 16 columns × 4 bytes.
+#[derive(Debug)]
+pub struct QuantizedWeight {
+    out: usize,
+    inp: usize,
+    /// `inp` rounded up to a multiple of 4.
+    kp: usize,
+    data: Vec<i8>,
+    /// Per output column, padded with 1 to whole panels.
+    scales: Vec<f32>,
+    /// Σ_k of each column's quantized weights, for the activations' zero point; padded with 0.
+    col_sums: Vec<i32>,
+}
+
+impl QuantizedWeight {
+    /// `None` when the CPU lacks AVX2 (the f32 path runs instead).
+    pub fn quantize(w: &[f32], out: usize, inp: usize) -> Option<Self> {
+        if !super::has_avx2_fma() || w.len() != out * inp || inp == 0 {
+            return None;
+        }
+        let kp = inp.div_ceil(4) * 4;
+        let panels = out.div_ceil(NR);
+        let mut data = vec![0i8; panels * kp * NR];
+        let mut scales = vec![1f32; panels * NR];
+        let mut col_sums = vec![0i32; panels * NR];
+        for c in 0..out {
+            let row = &w[c * inp..(c + 1) * inp];
+            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / WMAX } else { 1.0 };
+            scales[c] = scale;
+            let (p, j) = (c / NR, c % NR);
+            for (k, &v) in row.iter().enumerate() {
+                let q = (v / scale).round().clamp(-WMAX, WMAX) as i8;
+                col_sums[c] += q as i32;
+                data[p * kp * NR + (k / 4) * NR * 4 + j * 4 + k % 4] = q;
+            }
+        }
+        Some(Self {
+            out,
+            inp,
+            kp,
+            data,
+            scales,
+            col_sums,
+        })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.inp
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out
+    }
+}
+
+/// Activations quantized per row: u8 with a scale and a zero point, rows `kp` apart.
+struct QuantizedRows {
+    data: Vec<u8>,
+    scales: Vec<f32>,
+    zero_points: Vec<i32>,
+}
+
+dispatch_simd! {
+    /// One row to u8: its scale and zero point map [min(x, 0), max(x, 0)] onto 0..=255.
+    fn quantize_row(row: &[f32], q: &mut [u8], out: &mut (f32, i32)) {
+        let mut lo = [0f32; 8];
+        let mut hi = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        for &v in chunks.remainder() {
+            lo[0] = if v < lo[0] { v } else { lo[0] };
+            hi[0] = if v > hi[0] { v } else { hi[0] };
+        }
+        for c in chunks {
+            for i in 0..8 {
+                lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+                hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+            }
+        }
+        let lo = lo.iter().fold(0f32, |m, &v| m.min(v));
+        let hi = hi.iter().fold(0f32, |m, &v| m.max(v));
+        let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let z = (-lo / s + 0.5).floor().clamp(0.0, 255.0);
+        let inv = 1.0 / s;
+        // + 0.5 and truncation round to nearest: every value is at least -0.5 here. The
+        // float-to-int `as` saturates, which the clamp makes moot, and vectorises.
+        for (q, &v) in q.iter_mut().zip(row) {
+            *q = (v * inv + (z + 0.5)).clamp(0.0, 255.0) as u8;
+        }
+        *out = (s, z as i32);
+    }
+}
+
+fn quantize_rows(x: &[f32], rows: usize, inp: usize, kp: usize) -> QuantizedRows {
+    let mut data = vec![0u8; rows * kp];
+    let mut params = vec![(1f32, 0i32); rows];
+    // Padding k stay 0: their weights are 0, and the zero-point correction counts only real
+    // k (`col_sums`).
+    data.par_chunks_mut(kp)
+        .zip(params.par_iter_mut())
+        .enumerate()
+        .for_each(|(r, (q, p))| quantize_row(&x[r * inp..(r + 1) * inp], &mut q[..inp], p));
+    QuantizedRows {
+        data,
+        scales: params.iter().map(|p| p.0).collect(),
+        zero_points: params.iter().map(|p| p.1).collect(),
+    }
+}
+
+/// `x · Wᵀ + b` with `w` quantized; x (..., in) → (..., out).
+pub fn linear_int8(x: &Tensor, w: &QuantizedWeight, bias: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
+        candle_core::bail!(
+            "int8 linear: input {dims:?} does not fit {} × {}",
+            w.out,
+            w.inp
+        );
+    }
+    let y = with_f32(x, "int8 linear", |xv| {
+        with_f32(bias, "int8 linear", |b| forward(w, xv, b))
+    })??;
+    let mut shape = dims;
+    if let Some(last) = shape.last_mut() {
+        *last = w.out;
+    }
+    tensor(y, shape)
+}
+
+fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let rows = x.len() / w.inp;
+    let q = quantize_rows(x, rows, w.inp, w.kp);
+    let mut bias = bias.to_vec();
+    bias.resize(w.scales.len(), 0.0);
+    let bias = bias.as_slice();
+    let mut y = vec![0f32; rows * w.out];
+    let panels = w.out.div_ceil(NR);
+    let dst = SharedMut(y.as_mut_ptr());
+    // Split the larger of rows and panels between threads, as the f32 products do.
+    let threads = rayon::current_num_threads().max(1);
+    let tiles = rows.div_ceil(MR);
+    if tiles >= panels {
+        let per = tiles.div_ceil(threads);
+        (0..tiles.div_ceil(per)).into_par_iter().for_each(|t| {
+            let r0 = t * per * MR;
+            let r1 = ((t + 1) * per * MR).min(rows);
+            // SAFETY: AVX2 was checked when `w` was quantized; part t writes rows r0..r1.
+            unsafe { block(w, &q, bias, r0..r1, 0..panels, dst.get()) };
+        });
+    } else {
+        let per = panels.div_ceil(threads);
+        (0..panels.div_ceil(per)).into_par_iter().for_each(|t| {
+            let p0 = t * per;
+            let p1 = ((t + 1) * per).min(panels);
+            // SAFETY: as above; part t writes the columns of panels p0..p1.
+            unsafe { block(w, &q, bias, 0..rows, p0..p1, dst.get()) };
+        });
+    }
+    y
+}
+
+/// Rows `rows` × panels `panels` of the output.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block(
+    w: &QuantizedWeight,
+    q: &QuantizedRows,
+    bias: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    y: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    // Rows are taken 64 at a time so that their quantized values (64 × in bytes) stay in the
+    // L2 cache while every panel passes over them.
+    const ROW_BLOCK: usize = 64;
+    let ones = _mm256_set1_epi16(1);
+    let groups = w.kp / 4;
+    let mut rb = rows.start;
+    while rb < rows.end {
+        let rb_end = (rb + ROW_BLOCK).min(rows.end);
+        for p in panels.clone() {
+            let panel = w.data.as_ptr().add(p * w.kp * NR);
+            let c0 = p * NR;
+            let cols = NR.min(w.out - c0);
+            let mut r0 = rb;
+            while r0 < rb_end {
+                let mr = MR.min(rb_end - r0);
+                let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+                let xrow = |r: usize| q.data.as_ptr().add((r0 + r.min(mr - 1)) * w.kp);
+                let xs = [xrow(0), xrow(1), xrow(2), xrow(3)];
+                for g in 0..groups {
+                    let w0 = _mm256_loadu_si256(panel.add(g * 64) as *const __m256i);
+                    let w1 = _mm256_loadu_si256(panel.add(g * 64 + 32) as *const __m256i);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_set1_epi32(std::ptr::read_unaligned(
+                            xs[r].add(g * 4) as *const i32
+                        ));
+                        let t0 = _mm256_madd_epi16(_mm256_maddubs_epi16(xv, w0), ones);
+                        let t1 = _mm256_madd_epi16(_mm256_maddubs_epi16(xv, w1), ones);
+                        a[0] = _mm256_add_epi32(a[0], t0);
+                        a[1] = _mm256_add_epi32(a[1], t1);
+                    }
+                }
+                let sw = [
+                    _mm256_loadu_ps(w.scales.as_ptr().add(c0)),
+                    _mm256_loadu_ps(w.scales.as_ptr().add(c0 + 8)),
+                ];
+                let sums = [
+                    _mm256_loadu_si256(w.col_sums.as_ptr().add(c0) as *const __m256i),
+                    _mm256_loadu_si256(w.col_sums.as_ptr().add(c0 + 8) as *const __m256i),
+                ];
+                let b = [
+                    _mm256_loadu_ps(bias.as_ptr().add(c0)),
+                    _mm256_loadu_ps(bias.as_ptr().add(c0 + 8)),
+                ];
+                for (r, a) in acc.iter().enumerate().take(mr) {
+                    let row = r0 + r;
+                    let zp = _mm256_set1_epi32(q.zero_points[row]);
+                    let sx = _mm256_set1_ps(q.scales[row]);
+                    let mut vals = [0f32; NR];
+                    for h in 0..2 {
+                        // y = sx · sw · (Σ qx·qw − zp · Σ qw) + b
+                        let exact = _mm256_sub_epi32(a[h], _mm256_mullo_epi32(zp, sums[h]));
+                        let scaled =
+                            _mm256_mul_ps(_mm256_mul_ps(sx, sw[h]), _mm256_cvtepi32_ps(exact));
+                        _mm256_storeu_ps(vals.as_mut_ptr().add(8 * h), _mm256_add_ps(scaled, b[h]));
+                    }
+                    std::ptr::copy_nonoverlapping(vals.as_ptr(), y.add(row * w.out + c0), cols);
+                }
+                r0 += MR;
+            }
+        }
+        rb = rb_end;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block(
+    _: &QuantizedWeight,
+    _: &QuantizedRows,
+    _: &[f32],
+    _: std::ops::Range<usize>,
+    _: std::ops::Range<usize>,
+    _: *mut f32,
+) {
+    unreachable!("quantize() returns None off x86-64")
+}
