@@ -572,3 +572,66 @@ fn analyze_with_a_model_scores_like_predict_and_saves_the_levels() {
         }
     }
 }
+
+#[test]
+fn predict_with_int8_precision_scores_every_pair_close_to_f32() {
+    let home = tempfile::tempdir().unwrap();
+    let model = trained_model();
+    let input = data_dir().join("sample_test_input.csv");
+    let run = |precision: &str| -> Vec<serde_json::Value> {
+        let out = epitome(
+            home.path(),
+            &[
+                "predict",
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--precision",
+                precision,
+            ],
+        );
+        assert!(out.status.success(), "{precision}: {}", stderr(&out));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (f32s, int8s) = (run("f32"), run("int8"));
+    assert!(!f32s.is_empty());
+    assert_eq!(f32s.len(), int8s.len());
+    let mut largest = 0f64;
+    for (a, b) in f32s.iter().zip(&int8s) {
+        assert_eq!(a["id"], b["id"]);
+        for m in ["ER", "IP", "EX"] {
+            for l in 0..3 {
+                let (x, y) = (
+                    a[m]["probs"][l].as_f64().unwrap(),
+                    b[m]["probs"][l].as_f64().unwrap(),
+                );
+                largest = largest.max((x - y).abs());
+            }
+        }
+    }
+    // Where the CPU has AVX2 the fixture encoder's products run quantized: probabilities
+    // move, but little (elsewhere int8 falls back to f32 and nothing moves).
+    assert!(largest < 0.05, "int8 moved a probability by {largest}");
+
+    let bad = epitome(
+        home.path(),
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--precision",
+            "int4",
+            "--seeker",
+            "a",
+            "--response",
+            "b",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--precision"), "{}", stderr(&bad));
+}

@@ -76,7 +76,9 @@ pub(crate) fn matmul(
         return;
     }
     let parts = match threads {
-        Threads::All if m * n * k >= SPLIT_MIN_WORK => rayon::current_num_threads() * PARTS_PER_THREAD,
+        Threads::All if m * n * k >= SPLIT_MIN_WORK => {
+            rayon::current_num_threads() * PARTS_PER_THREAD
+        }
         _ => 1,
     };
     if parts <= 1 {
