@@ -12,10 +12,8 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -23,6 +21,10 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
 }
 
 /// Values and gradients of `fused` and `reference` (both functions of `inputs`) agree.
@@ -362,15 +364,7 @@ fn int8_linear_is_exact_on_its_grids_and_close_to_f32_elsewhere() {
     let q = kernels::QuantizedWeight::quantize(&values, 100, 384).unwrap();
     let exact = kernels::linear(&x, &w, &b).unwrap();
     let int8 = kernels::linear_int8(&x, &q, &b).unwrap();
-    let scale = exact
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = max_abs(&exact);
     let err = max_diff(&exact, &int8);
     assert!(
         err < 0.02 * scale,

@@ -28,24 +28,7 @@ pub fn linear_transposed(
     }
     let y = with_f32(x, "linear", |xv| {
         with_f32(bias, "linear", |b| {
-            let rows = xv.len() / inp.max(1);
-            let mut y = Vec::with_capacity(rows * out);
-            for _ in 0..rows {
-                y.extend_from_slice(b);
-            }
-            matmul(
-                &mut y,
-                out,
-                rows,
-                out,
-                inp,
-                true,
-                1.0,
-                Mat::rows(xv, inp),
-                Mat::rows(weight_t, out),
-                Threads::All,
-            );
-            y
+            biased_product(xv, inp, Mat::rows(weight_t, out), b)
         })
     })??;
     let mut shape = dims.to_vec();
@@ -53,6 +36,29 @@ pub fn linear_transposed(
         *last = out;
     }
     tensor(y, shape)
+}
+
+/// The rows of `x` (`inp` wide) times `w` (inp × bias.len()), plus `bias` on every row: the
+/// output starts as the bias and the product adds into it.
+fn biased_product(x: &[f32], inp: usize, w: Mat, bias: &[f32]) -> Vec<f32> {
+    let (rows, out) = (x.len() / inp.max(1), bias.len());
+    let mut y = Vec::with_capacity(rows * out);
+    for _ in 0..rows {
+        y.extend_from_slice(bias);
+    }
+    matmul(
+        &mut y,
+        out,
+        rows,
+        out,
+        inp,
+        true,
+        1.0,
+        Mat::rows(x, inp),
+        w,
+        Threads::All,
+    );
+    y
 }
 
 struct Linear;
@@ -100,22 +106,8 @@ impl CustomOp3 for Linear {
         if b.len() != out {
             candle_core::bail!("linear: bias of {} for {out} outputs", b.len());
         }
-        let mut y = Vec::with_capacity(rows * out);
-        for _ in 0..rows {
-            y.extend_from_slice(b);
-        }
-        matmul(
-            &mut y,
-            out,
-            rows,
-            out,
-            inp,
-            true,
-            1.0,
-            Mat::rows(x, inp),
-            Mat::transposed(w, inp),
-            Threads::All,
-        );
+        debug_assert_eq!(x.len(), rows * inp);
+        let y = biased_product(x, inp, Mat::transposed(w, inp), b);
         Ok((CpuStorage::F32(y), shape))
     }
 

@@ -65,16 +65,7 @@ pub(crate) fn matmul(
         (m - 1) * dst_rs + n <= dst.len(),
         "matmul: dst outside its slice"
     );
-    a.check(m, k, "matmul lhs");
-    b.check(k, n, "matmul rhs");
-    if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
-            }
-        }
-        return;
-    }
+    // Operands are checked by `matmul_raw`, for each part it computes.
     let parts = match threads {
         Threads::All if m * n * k >= SPLIT_MIN_WORK => {
             rayon::current_num_threads() * PARTS_PER_THREAD
