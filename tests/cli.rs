@@ -635,3 +635,65 @@ fn predict_with_int8_precision_scores_every_pair_close_to_f32() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("--precision"), "{}", stderr(&bad));
 }
+
+#[test]
+fn predict_into_a_pipe_closed_early_ends_quietly_with_success() {
+    let home = tempfile::tempdir().unwrap();
+    let model = trained_model();
+    // Enough pairs that the output outlasts the pipe's buffer after its reader has gone.
+    let input = home.path().join("many.jsonl");
+    let line = r#"{"seeker_post": "I can't sleep and I feel so alone lately", "response_post": "That sounds exhausting. What keeps you up at night?"}"#;
+    std::fs::write(&input, format!("{line}\n").repeat(3000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args([
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .env("EPITOME_HOME", home.path())
+        .env("EPITOME_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        // `| head -1`: read one line, then close the pipe.
+        use std::io::BufRead;
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with('{'), "{first}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_invalid_log_level_is_an_error_naming_the_flag() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(["--log", "loud", "encoder", "fetch"])
+        .env("EPITOME_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--log"), "{}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(["encoder", "fetch"])
+        .env("EPITOME_HOME", home.path())
+        .env("EPITOME_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--log"), "{}", stderr(&out));
+}

@@ -22,9 +22,15 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(name = "epitome", version, about)]
 struct Cli {
-    /// Log verbosity: error, warn, info, debug or trace (post text is never logged).
-    #[arg(long, global = true, env = "EPITOME_LOG", default_value = "info")]
-    log: String,
+    /// Log verbosity (post text is never logged).
+    #[arg(
+        long,
+        global = true,
+        env = "EPITOME_LOG",
+        value_enum,
+        default_value = "info"
+    )]
+    log: LogLevel,
     #[command(subcommand)]
     command: Command,
 }
@@ -479,21 +485,57 @@ fn tune_runtime() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
-fn main() {
+/// `--log`: a closed set, so that a mistyped level is an error naming the flag instead of a
+/// silent fallback.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "epitome=error",
+            LogLevel::Warn => "epitome=warn",
+            LogLevel::Info => "epitome=info",
+            LogLevel::Debug => "epitome=debug",
+            LogLevel::Trace => "epitome=trace",
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
     tune_runtime();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("epitome={}", cli.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("epitome=info"));
+    let filter = tracing_subscriber::EnvFilter::new(cli.log.directive());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    if let Err(e) = run(cli.command) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`epitome predict ... | head -1`): what it
+        // wanted it has, as ripgrep treats it.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(command: Command) -> Result<()> {
