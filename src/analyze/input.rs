@@ -106,7 +106,7 @@ impl InteractionReader {
                         return Err(DataError::MissingColumn {
                             path: path.to_path_buf(),
                             column: columns.describe(column),
-                            found: headers.join(", "),
+                            found: crate::data::describe_headers(&headers),
                         });
                     }
                 }

@@ -99,11 +99,16 @@ pub(crate) fn utf8_record(
         .collect()
 }
 
+/// Whether a value from a file may appear in a message: short, without spaces.
+fn is_quotable(s: &str) -> bool {
+    s.chars().count() <= 24 && !s.chars().any(char::is_whitespace)
+}
+
 /// How an error shows a value from a file: quoted when it is short and has no spaces (a number,
 /// a date), otherwise by its length only, because a wrongly mapped column may hold post text.
 pub(crate) fn quote_value(s: &str) -> String {
     let s = s.trim();
-    if s.chars().count() <= 24 && !s.chars().any(char::is_whitespace) {
+    if is_quotable(s) {
         format!("'{s}'")
     } else {
         format!(
@@ -125,6 +130,28 @@ pub(crate) fn require_column(
         .ok_or_else(|| DataError::MissingColumn {
             path: path.to_path_buf(),
             column: name.to_owned(),
-            found: headers.join(", "),
+            found: describe_headers(headers),
         })
+}
+
+/// The header names of a CSV for an error message. A name that could be post text (see
+/// [`quote_value`]) is counted, not shown: in a file without a header row the "header" is the
+/// first row of posts.
+pub(crate) fn describe_headers(headers: &[String]) -> String {
+    let names: Vec<&str> = headers
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| is_quotable(h))
+        .collect();
+    let others = headers.len() - names.len();
+    match (names.is_empty(), others) {
+        (_, 0) => names.join(", "),
+        (true, n) => {
+            format!("{n} values that do not look like column names; is the header row missing?")
+        }
+        (false, n) => format!(
+            "{}, and {n} values that do not look like column names; is the header row missing?",
+            names.join(", ")
+        ),
+    }
 }

@@ -59,9 +59,7 @@ pub struct PairReader {
     failed: bool,
 }
 
-#[derive(serde::Deserialize)]
 struct JsonPair {
-    #[serde(default)]
     id: Option<serde_json::Value>,
     seeker_post: String,
     response_post: String,
@@ -166,14 +164,9 @@ impl PairReader {
                 if text.trim().is_empty() {
                     continue;
                 }
-                let parsed: JsonPair = match serde_json::from_str(text) {
+                let parsed = match parse_json_pair(text) {
                     Ok(p) => p,
-                    Err(e) => {
-                        return Some(Err(record_err(format!(
-                        "not a JSON object with string fields seeker_post and response_post: {}",
-                        e.to_string().split(" at line").next().unwrap_or_default()
-                    ))))
-                    }
+                    Err(message) => return Some(Err(record_err(message))),
                 };
                 let id = match parsed.id {
                     None | Some(serde_json::Value::Null) => n.to_string(),
@@ -188,6 +181,44 @@ impl PairReader {
             },
         }
     }
+}
+
+/// One JSONL line as a pair. Messages name what is wrong by type and field, never by value:
+/// serde's own messages quote the offending value, which here is post text.
+fn parse_json_pair(text: &str) -> Result<JsonPair, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "not valid JSON ({})",
+            match e.classify() {
+                serde_json::error::Category::Eof => "it ends early",
+                _ => "a syntax error",
+            }
+        )
+    })?;
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(format!(
+            "the line is {}, not a JSON object with string fields seeker_post and response_post",
+            kind(&value)
+        ));
+    };
+    let mut text_field = |name: &str| match fields.remove(name) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(other) => Err(format!("field {name} is {}, not a string", kind(&other))),
+        None => Err(format!("no field {name}")),
+    };
+    Ok(JsonPair {
+        seeker_post: text_field("seeker_post")?,
+        response_post: text_field("response_post")?,
+        id: fields.remove("id"),
+    })
 }
 
 impl Iterator for PairReader {
@@ -286,5 +317,59 @@ mod tests {
             .unwrap()
             .to_string()
             .contains("empty"));
+    }
+
+    #[test]
+    fn errors_name_the_problem_without_quoting_post_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "I feel so alone since the funeral";
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "bare.jsonl",
+                format!("\"{secret}\"\n"),
+                "the line is a string",
+            ),
+            (
+                "list.jsonl",
+                format!("[\"{secret}\"]\n"),
+                "the line is an array",
+            ),
+            (
+                "number.jsonl",
+                format!("{{\"seeker_post\": 3, \"response_post\": \"{secret}\"}}\n"),
+                "field seeker_post is a number",
+            ),
+            (
+                "missing.jsonl",
+                format!("{{\"seeker_post\": \"{secret}\"}}\n"),
+                "no field response_post",
+            ),
+            (
+                "broken.jsonl",
+                format!("{{\"seeker_post\": \"{secret}\n"),
+                "not valid JSON",
+            ),
+            (
+                "no-header.csv",
+                format!("{secret},Sorry to hear that\nsecond,row\n"),
+                "is the header row missing?",
+            ),
+        ];
+        for (name, content, expected) in cases {
+            let path = write(&dir, name, content.as_bytes());
+            let err = match PairReader::open(&path) {
+                Err(e) => e.to_string(),
+                Ok(reader) => reader
+                    .into_iter()
+                    .find_map(Result::err)
+                    .unwrap_or_else(|| panic!("{name}: read without an error"))
+                    .to_string(),
+            };
+            assert!(err.contains(expected), "{name}: {err}");
+            assert!(
+                !err.contains("alone") && !err.contains("funeral"),
+                "{name} leaks post text: {err}"
+            );
+        }
     }
 }
