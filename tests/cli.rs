@@ -697,3 +697,21 @@ fn an_invalid_log_level_is_an_error_naming_the_flag() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--log"), "{}", stderr(&out));
 }
+
+#[test]
+fn predict_refuses_to_write_over_its_input() {
+    let home = tempfile::tempdir().unwrap();
+    let model = trained_model();
+    let input = home.path().join("pairs.csv");
+    std::fs::copy(data_dir().join("sample_test_input.csv"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // The same file by its own name, and through a detour.
+    let detour = home.path().join("sub").join("..").join("pairs.csv");
+    std::fs::create_dir(home.path().join("sub")).unwrap();
+    for output in [&input, &detour] {
+        let out = predict_file(home.path(), &model, &input, output);
+        assert!(!out.status.success(), "{}", output.display());
+        assert!(stderr(&out).contains("--output"), "{}", stderr(&out));
+        assert_eq!(std::fs::read(&input).unwrap(), before, "the input changed");
+    }
+}

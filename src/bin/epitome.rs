@@ -938,7 +938,28 @@ fn progress(len: Option<u64>, prefix: &str) -> ProgressBar {
 /// Pairs read and scored per round: bounds memory for any input size.
 const CHUNK: usize = 256;
 
+/// Whether `output` names the file `input` (through links or `..` too): writing there would
+/// replace the pairs being read.
+fn same_file(input: &Path, output: &Path) -> bool {
+    let (Ok(input), Some(name)) = (std::fs::canonicalize(input), output.file_name()) else {
+        return false;
+    };
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(parent).is_ok_and(|dir| dir.join(name) == input)
+}
+
 fn predict(args: &PredictArgs) -> Result<()> {
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        if same_file(input, output) {
+            bail!(
+                "--output {} is the input file; write the predictions elsewhere",
+                output.display()
+            );
+        }
+    }
     let device = Device::Cpu;
     let mut loaded = epitome::bundle::load(&args.model, &device)?;
     loaded.model.set_precision(args.precision);
