@@ -80,7 +80,9 @@ impl InteractionReader {
         if size == 0 {
             return Err(DataError::Empty {
                 path: path.to_path_buf(),
-                expected: "seeker_post, response_post and the optional columns of `epitome analyze --help`".into(),
+                expected: InputFormat::from_path(path).expected(
+                    "seeker_post, response_post and the optional ones of `epitome analyze --help`",
+                ),
             });
         }
         let source = match InputFormat::from_path(path) {

@@ -101,7 +101,7 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
-            expected: COLUMNS.join(", "),
+            expected: format!("a header row with the columns {}", COLUMNS.join(", ")),
         });
     }
     let CsvFile {
@@ -142,7 +142,7 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
     if rows.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
-            expected: COLUMNS.join(", "),
+            expected: format!("a header row with the columns {}", COLUMNS.join(", ")),
         });
     }
     Ok((rows, hash))

@@ -10,7 +10,7 @@ pub enum DataError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: the file is empty; expected a header row with the columns {expected}", path.display())]
+    #[error("{}: the file is empty; expected {expected}", path.display())]
     Empty { path: PathBuf, expected: String },
     #[error("{}: the header has no column '{column}' (found: {found}); add it or rename the column", path.display())]
     MissingColumn {

@@ -34,6 +34,15 @@ impl InputFormat {
             _ => InputFormat::Csv,
         }
     }
+
+    /// What a file of this format must hold, for messages: `fields` as CSV columns or JSON
+    /// fields.
+    pub fn expected(self, fields: &str) -> String {
+        match self {
+            InputFormat::Csv => format!("a header row with the columns {fields}"),
+            InputFormat::Jsonl => format!("one JSON object per line with the fields {fields}"),
+        }
+    }
 }
 
 enum Source {
@@ -75,7 +84,8 @@ impl PairReader {
         if file.metadata().map_err(io)?.len() == 0 {
             return Err(DataError::Empty {
                 path: path.to_path_buf(),
-                expected: "seeker_post, response_post (and optionally id)".into(),
+                expected: InputFormat::from_path(path)
+                    .expected("seeker_post, response_post (and optionally id)"),
             });
         }
         let source = match InputFormat::from_path(path) {
@@ -371,5 +381,24 @@ mod tests {
                 "{name} leaks post text: {err}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_file_says_what_its_format_must_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = PairReader::open(&write(&dir, "empty.jsonl", b""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(jsonl.contains("one JSON object per line"), "{jsonl}");
+        assert!(!jsonl.contains("header"), "{jsonl}");
+        let csv = PairReader::open(&write(&dir, "empty.csv", b""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            csv.contains("a header row with the columns seeker_post"),
+            "{csv}"
+        );
     }
 }
