@@ -715,3 +715,29 @@ fn predict_refuses_to_write_over_its_input() {
         assert_eq!(std::fs::read(&input).unwrap(), before, "the input changed");
     }
 }
+
+#[test]
+fn a_quote_that_never_closes_fails_with_its_line_instead_of_swallowing_rows() {
+    let home = tempfile::tempdir().unwrap();
+    let model = trained_model();
+    let mut csv = String::from("id,seeker_post,response_post\n");
+    for i in 1..=50 {
+        if i == 3 {
+            // The last field: every row after it fits into it with the right field count.
+            csv.push_str("3,I can't sleep,\"this reply opens a quote that never closes\n");
+        } else {
+            csv.push_str(&format!("{i},I feel alone,I'm sorry. What happened?\n"));
+        }
+    }
+    let input = home.path().join("pairs.csv");
+    std::fs::write(&input, csv).unwrap();
+    let output = home.path().join("out.jsonl");
+    let out = predict_file(home.path(), &model, &input, &output);
+    assert!(!out.status.success(), "predict accepted an unclosed quote");
+    let err = stderr(&out);
+    assert!(
+        err.contains("pairs.csv, line 4") && err.contains("never closes"),
+        "{err}"
+    );
+    assert!(!output.exists(), "a partial output was left");
+}

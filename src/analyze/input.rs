@@ -66,6 +66,8 @@ pub struct InteractionReader {
     source: Source,
     rows: u64,
     size: u64,
+    /// Set once the end of the file was reached: an unclosed quote is reported once.
+    ended: bool,
 }
 
 impl InteractionReader {
@@ -127,6 +129,7 @@ impl InteractionReader {
             source,
             rows: 0,
             size,
+            ended: false,
         })
     }
 
@@ -152,14 +155,27 @@ impl InteractionReader {
                 lines,
                 index,
             } => {
-                let record = match records.next()? {
-                    Ok(r) => r,
-                    Err(e) => {
+                let record = match records.next() {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => {
                         self.rows += 1;
                         return Some(Err(RowError {
                             reason: "malformed row".into(),
                             error: from_csv(&path, headers, lines, e),
                         }));
+                    }
+                    None if std::mem::replace(&mut self.ended, true) => return None,
+                    None => {
+                        return lines.open_quote().map(|line| {
+                            Err(RowError {
+                                reason: "unclosed quote".into(),
+                                error: DataError::Record {
+                                    path: path.clone(),
+                                    line,
+                                    message: crate::data::UNCLOSED_QUOTE.into(),
+                                },
+                            })
+                        })
                     }
                 };
                 self.rows += 1;

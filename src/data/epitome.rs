@@ -139,6 +139,13 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
             rationales: split_rationales(&field(5)),
         });
     }
+    if let Some(line) = lines.open_quote() {
+        return Err(DataError::Record {
+            path: path.to_path_buf(),
+            line,
+            message: super::pairs::UNCLOSED_QUOTE.into(),
+        });
+    }
     if rows.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),

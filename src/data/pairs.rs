@@ -131,9 +131,18 @@ impl PairReader {
                 seeker,
                 response,
             } => {
-                let record = match records.next()? {
-                    Ok(r) => r,
-                    Err(e) => return Some(Err(from_csv(path, headers, lines, e))),
+                let record = match records.next() {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return Some(Err(from_csv(path, headers, lines, e))),
+                    None => {
+                        return lines.open_quote().map(|line| {
+                            Err(DataError::Record {
+                                path: path.clone(),
+                                line,
+                                message: UNCLOSED_QUOTE.into(),
+                            })
+                        })
+                    }
                 };
                 let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
                 let fields = match utf8_record(path, headers, line, &record) {
@@ -192,6 +201,10 @@ impl PairReader {
         }
     }
 }
+
+/// Why a CSV whose quote never closes is refused.
+pub(crate) const UNCLOSED_QUOTE: &str =
+    "a quoted field opens here and never closes: every row after it would become part of this field; close the quote (\")";
 
 /// One JSONL line as a pair. Messages name what is wrong by type and field, never by value:
 /// serde's own messages quote the offending value, which here is post text.
