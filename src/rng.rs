@@ -2,6 +2,24 @@
 //! from `--seed` across platforms and crate versions, which neither candle's CPU RNG (unseedable)
 //! nor `rand`'s StdRng (unstable across versions) promise.
 
+/// SplitMix64's increment, 2⁶⁴ / φ.
+pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of a counter. The dropout kernels hash
+/// (seed, position) with it, so that a mask can be drawn again without being stored.
+#[inline(always)]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniform in [0, 1) from the top 24 bits of `bits`.
+#[inline(always)]
+pub fn unit_f32(bits: u64) -> f32 {
+    (bits >> 40) as f32 / (1u64 << 24) as f32
+}
+
 #[derive(Clone, Debug)]
 pub struct SplitMix64 {
     state: u64,
@@ -13,16 +31,13 @@ impl SplitMix64 {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
+        mix64(self.state)
     }
 
     /// Uniform in [0, 1) with 24 bits, enough for dropout and sampling.
     pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        unit_f32(self.next_u64())
     }
 
     /// Uniform in [0, 1) with 53 bits, for simulation.

@@ -97,9 +97,7 @@ impl Module for Linear {
         match self.transposed() {
             // Nothing upstream needs a gradient: the product against the transposed weight,
             // which has none.
-            Some(wt) if !x.track_op() => {
-                kernels::linear_transposed(x, wt, self.bias.dim(0)?, &self.bias)
-            }
+            Some(wt) if !x.track_op() => kernels::linear_transposed(x, wt, &self.bias),
             _ => kernels::linear(x, &self.weight, &self.bias),
         }
     }

@@ -54,6 +54,18 @@ struct Dims {
     head_dim: usize,
 }
 
+impl Dims {
+    /// Where head h of batch row b starts in q (and in the output).
+    fn query_offset(&self, b: usize, h: usize) -> usize {
+        b * self.queries * self.hidden + h * self.head_dim
+    }
+
+    /// Where head h of batch row b starts in k and v.
+    fn key_offset(&self, b: usize, h: usize) -> usize {
+        b * self.keys * self.hidden + h * self.head_dim
+    }
+}
+
 impl Attention {
     fn dims(&self, q: &Shape, k: &Shape, v: &Shape) -> Result<Dims> {
         let (batch, queries, hidden) = q.dims3()?;
@@ -97,8 +109,7 @@ impl Attention {
     fn probabilities(&self, d: Dims, q: &[f32], k: &[f32], b: usize, h: usize) -> Vec<f32> {
         let len = self.key_lengths[b];
         let mut p = vec![0f32; d.queries * len];
-        let q_off = b * d.queries * d.hidden + h * d.head_dim;
-        let k_off = b * d.keys * d.hidden + h * d.head_dim;
+        let (q_off, k_off) = (d.query_offset(b, h), d.key_offset(b, h));
         matmul(
             &mut p,
             len,
@@ -163,8 +174,7 @@ impl CustomOp3 for Attention {
             let len = self.key_lengths[b];
             let mut p = self.probabilities(d, q, k, b, h);
             self.apply_dropout(d, &mut p, task, len);
-            let v_off = b * d.keys * d.hidden + h * d.head_dim;
-            let o_off = b * d.queries * d.hidden + h * d.head_dim;
+            let (o_off, v_off) = (d.query_offset(b, h), d.key_offset(b, h));
             // SAFETY: task (b, h) writes only row b's columns of head h, inside `out`.
             unsafe {
                 matmul_raw(
@@ -211,8 +221,7 @@ impl CustomOp3 for Attention {
                             if len == 0 {
                                 return;
                             }
-                            let q_off = b * d.queries * d.hidden + h * d.head_dim;
-                            let k_off = b * d.keys * d.hidden + h * d.head_dim;
+                            let (q_off, k_off) = (d.query_offset(b, h), d.key_offset(b, h));
                             let p = self.probabilities(d, q, k, b, h);
                             let mut dropped = p.clone();
                             self.apply_dropout(d, &mut dropped, task, len);

@@ -2,6 +2,7 @@
 //! on every thread count, and never stored, since the backward pass draws it again.
 
 use super::{contiguous_f32, dispatch_simd};
+use crate::rng;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -24,11 +25,7 @@ struct Dropout {
 /// The multiplier of element `index`: 0 with probability `p`, else 1 / (1 − p).
 #[inline(always)]
 pub(crate) fn keep_factor(seed: u64, index: u64, p: f32) -> f32 {
-    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+    let u = rng::unit_f32(rng::mix64(seed ^ index.wrapping_mul(rng::GOLDEN_GAMMA)));
     if u < p {
         0.0
     } else {

@@ -8,7 +8,7 @@
 //! pair sums saturate at ±32767, so weights use 7 bits (±63): 2 · 255 · 63 < 32767, the
 //! "reduce range" that ONNX Runtime recommends for AVX2 without VNNI.
 
-use super::{dispatch_simd, tensor, with_f32, SharedMut};
+use super::{dispatch_simd, max, min, tensor, with_f32, with_last_dim, SharedMut};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -86,21 +86,8 @@ struct QuantizedRows {
 dispatch_simd! {
     /// One row to u8: its scale and zero point map [min(x, 0), max(x, 0)] onto 0..=255.
     fn quantize_row(row: &[f32], q: &mut [u8], out: &mut (f32, i32)) {
-        let mut lo = [0f32; 8];
-        let mut hi = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        for &v in chunks.remainder() {
-            lo[0] = if v < lo[0] { v } else { lo[0] };
-            hi[0] = if v > hi[0] { v } else { hi[0] };
-        }
-        for c in chunks {
-            for i in 0..8 {
-                lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
-                hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
-            }
-        }
-        let lo = lo.iter().fold(0f32, |m, &v| m.min(v));
-        let hi = hi.iter().fold(0f32, |m, &v| m.max(v));
+        let lo = min(row).min(0.0);
+        let hi = max(row).max(0.0);
         let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let z = (-lo / s + 0.5).floor().clamp(0.0, 255.0);
         let inv = 1.0 / s;
@@ -142,11 +129,7 @@ pub fn linear_int8(x: &Tensor, w: &QuantizedWeight, bias: &Tensor) -> Result<Ten
     let y = with_f32(x, "int8 linear", |xv| {
         with_f32(bias, "int8 linear", |b| forward(w, xv, b))
     })??;
-    let mut shape = dims;
-    if let Some(last) = shape.last_mut() {
-        *last = w.out;
-    }
-    tensor(y, shape)
+    tensor(y, with_last_dim(&dims, w.out))
 }
 
 fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {

@@ -1,7 +1,7 @@
 //! `y = x · Wᵀ + b`, as Hugging Face's `nn.Linear`, with the bias added inside the product.
 
 use super::matmul::{matmul, Mat, Threads};
-use super::{contiguous_f32, dispatch_simd, tensor, with_f32};
+use super::{contiguous_f32, dispatch_simd, tensor, with_f32, with_last_dim};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// `x` (..., in), `weight` (out, in), `bias` (out) → (..., out).
@@ -15,14 +15,10 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// the left operand by columns: from W as stored, (out, in), it gathers every element one by
 /// one (21% of a 64-token forward pass on one thread); from Wᵀ it copies whole columns.
 /// No gradient flows through it.
-pub fn linear_transposed(
-    x: &Tensor,
-    weight_t: &[f32],
-    out: usize,
-    bias: &Tensor,
-) -> Result<Tensor> {
+pub fn linear_transposed(x: &Tensor, weight_t: &[f32], bias: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
     let inp = *dims.last().unwrap_or(&0);
+    let out = bias.elem_count();
     if weight_t.len() != inp * out {
         candle_core::bail!("linear: input {dims:?} does not fit a {inp} × {out} weight");
     }
@@ -31,11 +27,7 @@ pub fn linear_transposed(
             biased_product(xv, inp, Mat::rows(weight_t, out), b)
         })
     })??;
-    let mut shape = dims.to_vec();
-    if let Some(last) = shape.last_mut() {
-        *last = out;
-    }
-    tensor(y, shape)
+    tensor(y, with_last_dim(dims, out))
 }
 
 /// The rows of `x` (`inp` wide) times `w` (inp × bias.len()), plus `bias` on every row: the
@@ -70,9 +62,7 @@ fn dims(x: &Layout, w: &Layout) -> Result<(usize, usize, usize, Shape)> {
         candle_core::bail!("linear: input {:?} does not end in {inp}", xd);
     }
     let rows = x.shape().elem_count() / inp.max(1);
-    let mut shape = xd.to_vec();
-    *shape.last_mut().expect("checked above") = out;
-    Ok((rows, inp, out, shape.into()))
+    Ok((rows, inp, out, with_last_dim(xd, out).into()))
 }
 
 dispatch_simd! {

@@ -77,6 +77,15 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -
     }
 }
 
+/// `dims` with its last dimension replaced by `last`: the shape of a linear layer's output.
+pub(crate) fn with_last_dim(dims: &[usize], last: usize) -> Vec<usize> {
+    let mut shape = dims.to_vec();
+    if let Some(d) = shape.last_mut() {
+        *d = last;
+    }
+    shape
+}
+
 /// A new f32 tensor of `shape` on the CPU.
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(values, shape.into(), &candle_core::Device::Cpu)
@@ -183,27 +192,39 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     lanes.iter().fold(tail, |m, &v| if v > m { v } else { m })
 }
 
-/// Softmax of each `len`-long row of `x`, in place.
+/// min x (+∞ for an empty slice), over eight lanes as [`sum`].
 #[inline(always)]
-pub(crate) fn softmax_rows_inline(x: &mut [f32], len: usize) {
-    if len == 0 {
-        return;
-    }
-    for row in x.chunks_exact_mut(len) {
-        let m = max(row);
-        for v in row.iter_mut() {
-            *v = gelu::exp(*v - m);
-        }
-        let inv = 1.0 / sum(row);
-        for v in row.iter_mut() {
-            *v *= inv;
+pub(crate) fn min(x: &[f32]) -> f32 {
+    let mut lanes = [f32::INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = if c[i] < lanes[i] { c[i] } else { lanes[i] };
         }
     }
+    lanes.iter().fold(tail, |m, &v| if v < m { v } else { m })
 }
 
 dispatch_simd! {
+    /// Softmax of each `len`-long row of `x`, in place.
     pub(crate) fn softmax_rows(x: &mut [f32], len: usize) {
-        softmax_rows_inline(x, len)
+        if len == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(len) {
+            let m = max(row);
+            for v in row.iter_mut() {
+                *v = gelu::exp(*v - m);
+            }
+            let inv = 1.0 / sum(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 }
 
