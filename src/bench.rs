@@ -192,7 +192,8 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
     let step_all = time(train_iters, || step_with_seekers(&mut single, &fref))?;
 
     // Scored with the trained tensors loaded as a bundle's are: plain tensors, not variables,
-    // so that the products take the packed inference path as in `predict` and `serve`.
+    // so that the products take the inference path (transposed weights) as in `predict` and
+    // `serve`.
     let tensors = bundle::assemble(
         trainer.model.config(),
         encoder.load_tensors(&device)?,

@@ -197,10 +197,8 @@ struct ServeArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
-    /// Number format of the encoders' products: f32, or int8 (int8 weights and
-    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
-    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
-    precision: epitome::kernels::Precision,
+    #[command(flatten)]
+    precision: PrecisionArg,
     /// Address to listen on. The default is reachable from this machine only.
     #[arg(long, env = "EPITOME_ADDR", default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
@@ -238,6 +236,23 @@ enum EncoderCommand {
     },
     /// Print where the default encoder is cached.
     Path,
+}
+
+#[derive(Args, Debug)]
+struct PrecisionArg {
+    /// Number format of the encoders' products: f32, or int8 (int8 weights and
+    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
+    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
+    precision: epitome::kernels::Precision,
+}
+
+impl PrecisionArg {
+    /// The bundle at `dir`, set to run at this precision.
+    fn load(&self, dir: &Path) -> Result<epitome::bundle::LoadedBundle> {
+        let mut loaded = epitome::bundle::load(dir, &Device::Cpu)?;
+        loaded.model.set_precision(self.precision);
+        Ok(loaded)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -393,10 +408,8 @@ struct EvalArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
-    /// Number format of the encoders' products: f32, or int8 (int8 weights and
-    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
-    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
-    precision: epitome::kernels::Precision,
+    #[command(flatten)]
+    precision: PrecisionArg,
     /// Directory with the three EPITOME CSVs.
     #[arg(long)]
     data: PathBuf,
@@ -413,10 +426,8 @@ struct PredictArgs {
     /// A model bundle written by `epitome train`.
     #[arg(long, env = "EPITOME_MODEL")]
     model: PathBuf,
-    /// Number format of the encoders' products: f32, or int8 (int8 weights and
-    /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
-    #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
-    precision: epitome::kernels::Precision,
+    #[command(flatten)]
+    precision: PrecisionArg,
     /// CSV or JSONL with seeker_post, response_post and optionally id.
     #[arg(long, conflicts_with_all = ["seeker", "response"])]
     input: Option<PathBuf>,
@@ -657,8 +668,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut bundle = epitome::bundle::load(&args.model, &Device::Cpu)?;
-    bundle.model.set_precision(args.precision);
+    let bundle = args.precision.load(&args.model)?;
     let config = epitome::serve::ServeConfig {
         addr: args.addr,
         token,
@@ -858,8 +868,7 @@ fn train(args: &TrainArgs) -> Result<()> {
 
 fn eval(args: &EvalArgs) -> Result<()> {
     let device = Device::Cpu;
-    let mut loaded = epitome::bundle::load(&args.model, &device)?;
-    loaded.model.set_precision(args.precision);
+    let loaded = args.precision.load(&args.model)?;
     let dataset = load_epitome(&args.data)?;
     let examples: Vec<_> = match args.split {
         SplitChoice::All => dataset.examples.iter().collect(),
@@ -961,8 +970,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
         }
     }
     let device = Device::Cpu;
-    let mut loaded = epitome::bundle::load(&args.model, &device)?;
-    loaded.model.set_precision(args.precision);
+    let loaded = args.precision.load(&args.model)?;
     let scorer = Scorer {
         model: &loaded.model,
         text: &loaded.text,
@@ -1073,7 +1081,9 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
     eprintln!("scoring {} with {}", args.input.display(), model.display());
     predict(&PredictArgs {
         model,
-        precision: epitome::kernels::Precision::F32,
+        precision: PrecisionArg {
+            precision: epitome::kernels::Precision::F32,
+        },
         input: Some(args.input.clone()),
         output: None,
         seeker: None,
