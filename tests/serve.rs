@@ -5,9 +5,10 @@ mod common;
 use common::*;
 use epitome::data::Pair;
 use epitome::predict::{predict_pairs, EncodedPair, PairPrediction, Scorer};
-use epitome::serve::batcher::Backend;
+use epitome::serve::batcher::{Backend, BackendError};
 use epitome::serve::{bundle_backend, start, Running, ServeConfig};
 use serde_json::{json, Value};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -124,14 +125,10 @@ fn request(
     }
 }
 
+const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+
 fn post(addr: SocketAddr, body: &Value) -> Reply {
-    request(
-        addr,
-        "POST",
-        "/v1/score",
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    )
+    request(addr, "POST", "/v1/score", JSON, body.to_string().as_bytes())
 }
 
 fn pairs() -> Vec<Pair> {
@@ -271,7 +268,7 @@ fn bad_requests_get_clear_4xx_errors() {
         assert!(body["error"].as_str().unwrap().contains(words), "{body}");
     };
     check(
-        request(addr, "POST", "/v1/score", &[], b"{not json"),
+        request(addr, "POST", "/v1/score", JSON, b"{not json"),
         400,
         "invalid_json",
         "not valid JSON",
@@ -281,7 +278,7 @@ fn bad_requests_get_clear_4xx_errors() {
             addr,
             "POST",
             "/v1/score",
-            &[],
+            JSON,
             b"{\"seeker_post\": \"\xff\"}",
         ),
         400,
@@ -374,7 +371,7 @@ fn a_token_guards_scoring_info_and_metrics_but_not_health() {
     let body = json!({"seeker_post": "I feel low", "response_post": "I'm sorry to hear that."})
         .to_string();
     assert_eq!(
-        request(addr, "POST", "/v1/score", &[], body.as_bytes()).status,
+        request(addr, "POST", "/v1/score", JSON, body.as_bytes()).status,
         401
     );
     assert_eq!(
@@ -382,7 +379,7 @@ fn a_token_guards_scoring_info_and_metrics_but_not_health() {
             addr,
             "POST",
             "/v1/score",
-            &[("Authorization", "Bearer nope")],
+            &[JSON[0], ("Authorization", "Bearer nope")],
             body.as_bytes()
         )
         .status,
@@ -392,7 +389,7 @@ fn a_token_guards_scoring_info_and_metrics_but_not_health() {
         addr,
         "POST",
         "/v1/score",
-        &[("Authorization", "Bearer s3cret")],
+        &[JSON[0], ("Authorization", "Bearer s3cret")],
         body.as_bytes(),
     );
     assert_eq!(ok.status, 200);
@@ -411,7 +408,7 @@ fn a_token_guards_scoring_info_and_metrics_but_not_health() {
     );
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
     assert_eq!(request(addr, "GET", "/readyz", &[], b"").status, 200);
-    let unauth = request(addr, "POST", "/v1/score", &[], body.as_bytes()).json();
+    let unauth = request(addr, "POST", "/v1/score", JSON, body.as_bytes()).json();
     assert_eq!(unauth["type"], "unauthorized");
 }
 
@@ -419,17 +416,21 @@ fn a_token_guards_scoring_info_and_metrics_but_not_health() {
 struct Slow;
 
 impl Backend for Slow {
-    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, String> {
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError> {
         std::thread::sleep(Duration::from_millis(400));
-        Ok(pairs
-            .iter()
-            .map(|p| PairPrediction {
-                id: p.pair.id.clone(),
-                mechanisms: vec![],
-                truncated: false,
-            })
-            .collect())
+        Ok(ids_only(pairs))
     }
+}
+
+fn ids_only(pairs: &[EncodedPair]) -> Vec<PairPrediction> {
+    pairs
+        .iter()
+        .map(|p| PairPrediction {
+            id: p.pair.id.clone(),
+            mechanisms: vec![],
+            truncated: false,
+        })
+        .collect()
 }
 
 #[test]
@@ -464,7 +465,7 @@ fn openapi_describes_the_real_routes_and_the_page_is_served() {
     let server = Server::bundle(ServeConfig::default());
     let addr = server.addr();
     let doc = request(addr, "GET", "/openapi.json", &[], b"").json();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
@@ -480,6 +481,27 @@ fn openapi_describes_the_real_routes_and_the_page_is_served() {
         }
     }
     assert!(paths.contains_key("/v1/score") && paths.contains_key("/metrics"));
+    // And the other way: on a documented path every other method is refused, with the JSON
+    // error, and a path that is not documented is not served.
+    for (path, ops) in paths {
+        let ops = ops.as_object().unwrap();
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if ops.contains_key(method) {
+                continue;
+            }
+            let reply = request(addr, &method.to_uppercase(), path, &[], b"");
+            assert_eq!(reply.status, 405, "{method} {path} is served undocumented");
+            assert_eq!(reply.json()["type"], "method_not_allowed");
+        }
+    }
+    for path in ["/v1/suggest", "/score", "/v1", "/docs"] {
+        assert_eq!(request(addr, "GET", path, &[], b"").status, 404, "{path}");
+        assert_eq!(
+            request(addr, "POST", path, JSON, b"{}").status,
+            404,
+            "{path}"
+        );
+    }
     for schema in ["Pair", "Batch", "Prediction", "Error"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
@@ -525,4 +547,218 @@ fn shutdown_finishes_the_requests_in_flight() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
     );
+}
+
+/// A backend that panics on its first batch, as a model thread with a bug would.
+struct Panics;
+
+impl Backend for Panics {
+    fn score(&mut self, _: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError> {
+        panic!("the model blew up");
+    }
+}
+
+fn tiny_text() -> epitome::text::TextEncoder {
+    epitome::encoder::PretrainedEncoder::open(&fixtures().join("tiny-roberta"))
+        .unwrap()
+        .text_encoder(64)
+        .unwrap()
+}
+
+#[test]
+fn a_dead_model_thread_makes_the_server_unready_and_requests_503() {
+    let server = Server::start(ServeConfig::default(), Panics, tiny_text());
+    let addr = server.addr();
+    assert_eq!(request(addr, "GET", "/readyz", &[], b"").status, 200);
+    let pair = json!({"seeker_post": "a", "response_post": "b"});
+    for _ in 0..2 {
+        let reply = post(addr, &pair);
+        assert_eq!(
+            reply.status,
+            503,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["type"], "unavailable");
+    }
+    let ready = request(addr, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["type"], "not_ready");
+    assert_eq!(request(addr, "GET", "/healthz", &[], b"").status, 200);
+}
+
+/// Answers with ids only, at once.
+struct Echo;
+
+impl Backend for Echo {
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError> {
+        Ok(ids_only(pairs))
+    }
+}
+
+#[test]
+fn a_tokenizer_failure_is_a_422_naming_no_text() {
+    // A word-level vocabulary without an unknown token cannot encode words outside it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"hello": 0, "there": 1}, "unk_token": "<unk>"}
+    });
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let text = epitome::text::TextEncoder::from_file(&path, 16).unwrap();
+    assert!(
+        text.encode("secretword").is_err(),
+        "the fixture must fail to encode"
+    );
+    let server = Server::start(ServeConfig::default(), Echo, text);
+    let addr = server.addr();
+    let ok = post(
+        addr,
+        &json!({"seeker_post": "hello", "response_post": "there"}),
+    );
+    assert_eq!(ok.status, 200);
+    let reply = post(
+        addr,
+        &json!({"seeker_post": "hello", "response_post": "secretword"}),
+    );
+    assert_eq!(
+        reply.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let body = reply.json();
+    assert_eq!(body["type"], "validation_error");
+    assert!(
+        !body["error"].as_str().unwrap().contains("secretword"),
+        "{body}"
+    );
+}
+
+#[test]
+fn content_type_methods_encodings_and_ids_are_checked() {
+    let server = Server::start(ServeConfig::default(), Echo, tiny_text());
+    let addr = server.addr();
+    let body = json!({"seeker_post": "a", "response_post": "b"}).to_string();
+    for headers in [&[][..], &[("Content-Type", "text/plain")][..]] {
+        let reply = request(addr, "POST", "/v1/score", headers, body.as_bytes());
+        assert_eq!(reply.status, 415);
+        assert_eq!(reply.json()["type"], "unsupported_media_type");
+    }
+    let charset = request(
+        addr,
+        "POST",
+        "/v1/score",
+        &[("Content-Type", "application/json; charset=utf-8")],
+        body.as_bytes(),
+    );
+    assert_eq!(charset.status, 200);
+    let wrong_method = request(addr, "GET", "/v1/score", &[], b"");
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json()["type"], "method_not_allowed");
+
+    // An id beyond 64 bits comes back as written, not as a float.
+    let big = "123456789012345678901234567890";
+    let raw = format!("{{\"id\": {big}, \"seeker_post\": \"a\", \"response_post\": \"b\"}}");
+    let reply = request(addr, "POST", "/v1/score", JSON, raw.as_bytes());
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["id"], big);
+    let reply = post(
+        addr,
+        &json!({"id": [1], "seeker_post": "a", "response_post": "b"}),
+    );
+    assert_eq!(reply.status, 422);
+    assert!(reply.json()["error"].as_str().unwrap().contains("body.id"));
+
+    // A broken chunked body is a bad request, not a body over its size limit.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+    let reply = read_reply(&mut stream, Duration::from_secs(10));
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("bad_request"), "{reply}");
+}
+
+/// Everything the server sends until it closes the connection (or `limit` passes).
+fn read_reply(stream: &mut std::net::TcpStream, limit: Duration) -> String {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// Opens a connection and sends `bytes`, leaving the request unfinished.
+fn half_sent(addr: SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+}
+
+#[test]
+fn slow_clients_are_cut_off_while_others_are_served() {
+    let server = Server::start(
+        ServeConfig {
+            header_timeout: Duration::from_millis(400),
+            body_timeout: Duration::from_millis(400),
+            ..ServeConfig::default()
+        },
+        Echo,
+        tiny_text(),
+    );
+    let addr = server.addr();
+    let started = std::time::Instant::now();
+    let mut slow_headers = half_sent(addr, b"POST /v1/score HTTP/1.1\r\nHost: x\r\n");
+    let mut slow_body = half_sent(
+        addr,
+        b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"seeker",
+    );
+    // Others are served meanwhile.
+    let ok = post(addr, &json!({"seeker_post": "a", "response_post": "b"}));
+    assert_eq!(ok.status, 200);
+    let headers_reply = read_reply(&mut slow_headers, Duration::from_secs(10));
+    assert!(
+        !headers_reply.starts_with("HTTP/1.1 200"),
+        "a request without its headers was answered: {headers_reply}"
+    );
+    let body_reply = read_reply(&mut slow_body, Duration::from_secs(10));
+    assert!(body_reply.starts_with("HTTP/1.1 408"), "{body_reply}");
+    assert!(body_reply.contains("request_timeout"), "{body_reply}");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "the slow connections stayed open for {waited:?}"
+    );
+}
+
+#[test]
+fn over_the_concurrency_limit_a_request_is_refused_before_its_body_is_read() {
+    let server = Server::start(
+        ServeConfig {
+            max_concurrent_requests: 1,
+            body_timeout: Duration::from_secs(30),
+            ..ServeConfig::default()
+        },
+        Echo,
+        tiny_text(),
+    );
+    let addr = server.addr();
+    let head = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n";
+    // The one place is taken by a request still sending its body.
+    let mut holder = head.to_vec();
+    holder.extend_from_slice(b"{\"seeker_post\"");
+    let _holding = half_sent(addr, &holder);
+    std::thread::sleep(Duration::from_millis(200));
+    // This one sends no body at all: the answer can only come before the body was read.
+    let mut refused = half_sent(addr, head);
+    let started = std::time::Instant::now();
+    let reply = read_reply(&mut refused, Duration::from_secs(5));
+    assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+    assert!(reply.contains("overloaded"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(4));
 }

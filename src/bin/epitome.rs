@@ -212,9 +212,19 @@ struct ServeArgs {
     /// 0: requests that arrive while the model is busy are batched, a lone one is not delayed.
     #[arg(long, default_value_t = 0)]
     max_wait_ms: u64,
-    /// Requests that may wait for the model; more get 429.
+    /// Requests that may wait for the model (being read, tokenized or queued); more get 429
+    /// before their body is read.
     #[arg(long, default_value_t = 64)]
     max_concurrent_requests: usize,
+    /// A request that waited this many milliseconds for the model gets 429 unscored.
+    #[arg(long, default_value_t = 10_000)]
+    max_queue_ms: u64,
+    /// Milliseconds a client has to send its request headers before the connection is closed.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds a client has to send its body once the headers are in (408 after).
+    #[arg(long, default_value_t = 10_000)]
+    body_timeout_ms: u64,
     /// Pairs in one request.
     #[arg(long, default_value_t = 64)]
     max_pairs_per_request: usize,
@@ -675,6 +685,9 @@ fn serve(args: &ServeArgs) -> Result<()> {
         max_batch_tokens: args.max_batch_tokens,
         max_wait: std::time::Duration::from_millis(args.max_wait_ms),
         max_concurrent_requests: args.max_concurrent_requests,
+        max_queue_time: std::time::Duration::from_millis(args.max_queue_ms),
+        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+        body_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
         max_pairs_per_request: args.max_pairs_per_request,
         max_body_bytes: args.max_body_bytes,
         max_text_chars: args.max_text_chars,

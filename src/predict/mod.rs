@@ -14,16 +14,22 @@ use serde::Serialize;
 
 /// A rationale span: `start`/`end` are char offsets into the response as given, so that the
 /// response's chars `start..end` are exactly `text`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rationale {
+    /// Offset in Unicode scalar values into response_post.
     pub start: usize,
     pub end: usize,
     pub text: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One mechanism's answer for one pair.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Mechanism)]
 pub struct MechanismPrediction {
+    /// 0 none, 1 weak, 2 strong.
+    #[schema(minimum = 0, maximum = 2)]
     pub level: u8,
+    /// Probabilities of levels 0, 1 and 2.
     pub probs: [f32; NUM_LEVELS],
     pub rationales: Vec<Rationale>,
 }

@@ -1,88 +1,84 @@
-//! HTTP routes, request validation and the error table.
+//! HTTP routes. Every route is registered together with its OpenAPI description
+//! (`utoipa_axum::routes!`), so that a route cannot be served undocumented.
 
-use super::batcher::{Batcher, Overloaded};
+use super::batcher::{BatchError, Batcher, Health};
+use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::metrics::Metrics;
+use super::types::{parse_score_request, ScoreRequest, ScoreResponse, ScoredBatch, Status};
 use super::ServeConfig;
-use crate::data::Pair;
-use crate::predict::{EncodedPair, PairPrediction};
+use crate::predict::EncodedPair;
 use crate::text::TextEncoder;
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, HeaderMap, Request};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use serde_json::{json, Value};
+use axum::{Extension, Json, Router};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub struct AppState {
     pub config: ServeConfig,
     pub batcher: Batcher,
+    /// Places for requests waiting for the model, taken before the body is read.
+    pub waiting: Arc<Semaphore>,
     pub text: TextEncoder,
     pub metrics: Arc<Metrics>,
     pub info: Value,
     pub request_ids: AtomicU64,
 }
 
-/// An error answered as `{"error": "...", "type": "..."}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "epitome",
+        description = "Empathy in text-based mental health support: levels (0 none, 1 weak, 2 strong) and rationales of Emotional Reactions (ER), Interpretations (IP) and Explorations (EX), after Sharma et al., EMNLP 2020."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
 
-impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
+struct BearerScheme;
 
-    fn validation(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_error",
-            message,
-        )
-    }
-
-    fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({"error": self.message, "type": self.kind})),
-        )
-            .into_response()
-    }
-}
-
+/// The routes and the OpenAPI document describing exactly them.
 pub fn router(state: Arc<AppState>) -> Router {
-    let protected = Router::new()
-        .route("/v1/score", post(score))
-        .route("/info", get(info))
-        .route("/metrics", get(metrics))
+    let protected = OpenApiRouter::new()
+        .routes(routes!(score))
+        .routes(routes!(info))
+        .routes(routes!(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ));
-    Router::new()
-        .route("/", get(page))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi))
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(page))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi))
         .merge(protected)
+        .split_for_parts();
+    router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(Arc::new(doc)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -136,8 +132,7 @@ async fn require_token(
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorKind::Unauthorized,
                 "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
             ));
         }
@@ -150,30 +145,43 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn not_found() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "no such route; see GET /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such route; see GET /openapi.json",
+        ErrorKind::MethodNotAllowed,
+        "this route does not take that method; see GET /openapi.json",
     )
 }
 
-async fn healthz() -> axum::Json<Value> {
-    axum::Json(json!({"status": "ok"}))
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
+/// The model thread is up and takes requests.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, body = Status),
+    (status = 503, body = ErrorBody, description = "The model is loading, or its thread has stopped")
+))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.batcher.is_ready() {
-        axum::Json(json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the model is not loaded yet",
-        )
-        .into_response()
+    let not_ready = |message: &str| {
+        ApiError::named(ErrorKind::Unavailable, "not_ready", message).into_response()
+    };
+    match state.batcher.health() {
+        Health::Ready => Json(Status { status: "ready" }).into_response(),
+        Health::Starting => not_ready("the model is not loaded yet"),
+        Health::Dead => not_ready("the model thread has stopped; restart the server"),
     }
 }
 
+/// Prometheus metrics: counts and timings, never text.
+#[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses(
+    (status = 200, body = String, content_type = "text/plain", description = "Text exposition format"),
+    (status = 401, body = ErrorBody)
+))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -181,150 +189,129 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-async fn info(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
-    axum::Json(state.info.clone())
+/// Facts of the loaded model bundle.
+#[utoipa::path(get, path = "/info", security(("bearer" = [])), responses(
+    (status = 200, body = Object, description = "Model facts"),
+    (status = 401, body = ErrorBody)
+))]
+async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(state.info.clone())
 }
 
-async fn openapi() -> axum::Json<Value> {
-    axum::Json(super::openapi::document())
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, body = Object, description = "OpenAPI 3")))]
+async fn openapi(
+    Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(doc.as_ref().clone())
 }
 
+/// The feedback page for peer supporters.
+#[utoipa::path(get, path = "/", responses((status = 200, body = String, content_type = "text/html")))]
 async fn page() -> Html<&'static str> {
     Html(include_str!("assets/feedback.html"))
 }
 
-/// Reads one pair object; `at` names it in messages (`pairs[3]`).
-fn parse_pair(
-    value: &Value,
-    at: &str,
-    index: usize,
-    config: &ServeConfig,
-) -> Result<Pair, ApiError> {
-    let object = value.as_object().ok_or_else(|| {
-        ApiError::validation(format!(
-            "{at}: expected an object with seeker_post and response_post"
-        ))
-    })?;
-    let text = |field: &str| -> Result<String, ApiError> {
-        match object.get(field) {
-            Some(Value::String(s)) => {
-                if s.chars().count() > config.max_text_chars {
-                    Err(ApiError::too_large(format!(
-                        "{at}.{field}: longer than the limit of {} characters (max_text_chars)",
-                        config.max_text_chars
-                    )))
-                } else {
-                    Ok(s.clone())
-                }
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> Self {
+        let kind = match e {
+            BatchError::Backend(_) => ErrorKind::Backend,
+            BatchError::QueueTimeout { .. } | BatchError::Overloaded { .. } => {
+                ErrorKind::Overloaded
             }
-            Some(other) => Err(ApiError::validation(format!(
-                "{at}.{field}: expected a string, found {}",
-                type_name(other)
-            ))),
-            None => Err(ApiError::validation(format!("{at}: missing field {field}"))),
-        }
-    };
-    let seeker_post = text("seeker_post")?;
-    let response_post = text("response_post")?;
-    if response_post.trim().is_empty() {
-        return Err(ApiError::validation(format!(
-            "{at}.response_post: is empty; there is nothing to score"
-        )));
-    }
-    let id = match object.get("id") {
-        None | Some(Value::Null) => (index + 1).to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "{at}.id: expected a string or a number, found {}",
-                type_name(other)
-            )))
-        }
-    };
-    Ok(Pair {
-        id,
-        seeker_post,
-        response_post,
-    })
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+            BatchError::Dead => ErrorKind::Unavailable,
+        };
+        ApiError::new(kind, e.to_string())
     }
 }
 
-/// The request's pairs, and whether it was the single-pair form.
-fn parse_request(body: &[u8], config: &ServeConfig) -> Result<(Vec<Pair>, bool), ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_utf8",
-            "the body is not valid UTF-8",
-        )
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    match value.get("pairs") {
-        Some(Value::Array(items)) => {
-            if items.is_empty() {
-                return Err(ApiError::validation("pairs: is empty"));
-            }
-            if items.len() > config.max_pairs_per_request {
-                return Err(ApiError::too_large(format!(
-                    "pairs: {} pairs, more than the limit of {} per request (max_pairs_per_request)",
-                    items.len(),
-                    config.max_pairs_per_request
-                )));
-            }
-            let pairs = items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_pair(v, &format!("pairs[{i}]"), i, config))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((pairs, false))
-        }
-        Some(other) => Err(ApiError::validation(format!(
-            "pairs: expected an array, found {}",
-            type_name(other)
-        ))),
-        None => Ok((vec![parse_pair(&value, "body", 0, config)?], true)),
-    }
+/// Whether the client says the body is JSON: a web page may post `text/plain` to a local
+/// server without asking it first (no CORS preflight), `application/json` it may not.
+fn declares_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Score one pair, or a batch of pairs.
+#[utoipa::path(
+    post,
+    path = "/v1/score",
+    security(("bearer" = [])),
+    request_body(content = ScoreRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = ScoreResponse, description = "A Prediction for a single pair, Predictions for a batch"),
+        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
+        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
+        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
+        (status = 413, body = ErrorBody, description = "Body, text or pair count over its limit"),
+        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
+        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, text the tokenizer refuses"),
+        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
+        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
+        (status = 503, body = ErrorBody, description = "The model thread has stopped")
+    )
+)]
 async fn score(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ScoreResponse>, ApiError> {
+    if !declares_json(&headers) {
+        return Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "send the body with 'Content-Type: application/json'",
+        ));
+    }
+    if state.batcher.health() == Health::Dead {
+        return Err(BatchError::Dead.into());
+    }
+    // Before the body is read: a burst beyond the limit costs neither reading nor tokenizing.
+    let waiting = state.waiting.clone().try_acquire_owned().map_err(|_| {
+        ApiError::from(BatchError::Overloaded {
+            requests: state.config.max_concurrent_requests,
+        })
+    })?;
     let limit = state.config.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
         ApiError::too_large(format!(
             "the body is larger than the limit of {limit} bytes (max_body_bytes)"
         ))
     };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit)
+    let read = tokio::time::timeout(state.config.body_timeout, axum::body::to_bytes(body, limit));
+    let bytes = read
         .await
-        .map_err(|_| too_large())?;
-    let (pairs, single) = parse_request(&bytes, &state.config)?;
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "the body did not arrive within {} ms (body_timeout)",
+                    state.config.body_timeout.as_millis()
+                ),
+            )
+        })?
+        .map_err(|e| {
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                too_large()
+            } else {
+                ApiError::new(
+                    ErrorKind::BadRequest,
+                    "the body could not be read (a broken chunked encoding?)",
+                )
+            }
+        })?;
+    let (pairs, single) = parse_score_request(&bytes, &state.config)?;
     let text = state.text.clone();
     let encoded = tokio::task::spawn_blocking(move || {
         pairs
@@ -333,35 +320,20 @@ async fn score(
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let receiver = state.batcher.submit(encoded).map_err(|Overloaded| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            format!(
-                "the queue is full ({} requests, max_concurrent_requests); retry shortly",
-                state.config.max_concurrent_requests
-            ),
-        )
-    })?;
-    let predictions = receiver
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the model stopped",
-            )
-        })?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
-    let body = if single {
-        predictions
-            .first()
-            .map(PairPrediction::to_json)
-            .unwrap_or(Value::Null)
+    .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the request failed"))?
+    .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))?;
+    let receiver = state.batcher.submit(encoded, Some(waiting))?;
+    let mut predictions = receiver.await.map_err(|_| BatchError::Dead)??;
+    let answer = if single {
+        let first = predictions
+            .drain(..)
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorKind::Backend, "the model returned no prediction"))?;
+        ScoreResponse::Single(first.into())
     } else {
-        json!({"predictions": predictions.iter().map(PairPrediction::to_json).collect::<Vec<_>>()})
+        ScoreResponse::Batch(ScoredBatch {
+            predictions: predictions.into_iter().map(Into::into).collect(),
+        })
     };
-    Ok(axum::Json(body).into_response())
+    Ok(Json(answer))
 }

@@ -3,23 +3,83 @@
 
 use super::metrics::Metrics;
 use crate::predict::{EncodedPair, PairPrediction};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// Scores tokenized pairs. Implemented by the model bundle; the server knows nothing else of it.
 pub trait Backend: Send + 'static {
-    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, String>;
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError>;
 }
 
-pub type Reply = Result<Vec<PairPrediction>, String>;
+/// The backend could not score a batch; the next batch may succeed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Why a request got no predictions.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the model failed on this batch: {0}")]
+    Backend(#[from] BackendError),
+    #[error("the request waited {waited_ms} ms for the model, more than the bound of {bound_ms} ms (max_queue_ms); retry later")]
+    QueueTimeout { waited_ms: u128, bound_ms: u128 },
+    #[error(
+        "{requests} requests already wait for the model (max_concurrent_requests); retry shortly"
+    )]
+    Overloaded { requests: usize },
+    #[error("the model thread has stopped; restart the server")]
+    Dead,
+}
+
+pub type Reply = Result<Vec<PairPrediction>, BatchError>;
 
 struct Job {
     pairs: Vec<EncodedPair>,
     tokens: usize,
+    queued_at: Instant,
+    /// The request's place among those waiting for the model: given back when its batch starts,
+    /// so that the limit counts waiting requests, not the one being scored.
+    waiting: Option<OwnedSemaphorePermit>,
     reply: oneshot::Sender<Reply>,
+}
+
+/// Whether the model thread can take work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Ready,
+    /// It panicked or returned: requests get 503 and `/readyz` says unready.
+    Dead,
+}
+
+#[derive(Default)]
+struct HealthCell(AtomicU8);
+
+impl HealthCell {
+    fn set(&self, h: Health) {
+        self.0.store(h as u8, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Health {
+        match self.0.load(Ordering::SeqCst) {
+            0 => Health::Starting,
+            1 => Health::Ready,
+            _ => Health::Dead,
+        }
+    }
+}
+
+/// Marks the model thread dead however it ends, unwinding included.
+struct DeadOnDrop(Arc<HealthCell>);
+
+impl Drop for DeadOnDrop {
+    fn drop(&mut self) {
+        self.0.set(Health::Dead);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -31,29 +91,34 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Requests that may wait in the queue before new ones get 429.
     pub max_queued: usize,
+    /// A request that waited longer than this for the model is answered 429 unscored: its
+    /// client has likely given up, and scoring it would delay those still waiting.
+    pub max_queue_time: Duration,
 }
-
-/// The queue is full.
-#[derive(Debug)]
-pub struct Overloaded;
 
 #[derive(Clone)]
 pub struct Batcher {
     tx: SyncSender<Job>,
-    ready: Arc<AtomicBool>,
+    health: Arc<HealthCell>,
     metrics: Arc<Metrics>,
+    max_queued: usize,
 }
 
 impl Batcher {
-    pub fn spawn<B: Backend>(mut backend: B, limits: BatchLimits, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn<B: Backend>(
+        mut backend: B,
+        limits: BatchLimits,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job>(limits.max_queued.max(1));
-        let ready = Arc::new(AtomicBool::new(false));
-        let thread_ready = ready.clone();
+        let health = Arc::new(HealthCell::default());
+        let thread_health = health.clone();
         let thread_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("epitome-model".into())
             .spawn(move || {
-                thread_ready.store(true, Ordering::SeqCst);
+                let _dead_on_exit = DeadOnDrop(thread_health.clone());
+                thread_health.set(Health::Ready);
                 let mut carried: Option<Job> = None;
                 loop {
                     let first = match carried.take() {
@@ -96,57 +161,108 @@ impl Batcher {
                             | Err(RecvTimeoutError::Disconnected) => break,
                         }
                     }
-                    run_batch(&mut backend, jobs, &thread_metrics);
+                    if run_batch(&mut backend, jobs, &limits, &thread_metrics).is_err() {
+                        // A panic may have left the model half-updated: stop taking work.
+                        tracing::error!("the model thread panicked; it takes no more requests");
+                        break;
+                    }
                 }
-                thread_ready.store(false, Ordering::SeqCst);
-            })
-            .expect("the model thread starts");
-        Self { tx, ready, metrics }
+            })?;
+        Ok(Self {
+            tx,
+            health,
+            metrics,
+            max_queued: limits.max_queued,
+        })
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+    pub fn health(&self) -> Health {
+        self.health.get()
     }
 
     /// Queues pairs for scoring; the receiver yields their predictions in order.
-    pub fn submit(&self, pairs: Vec<EncodedPair>) -> Result<oneshot::Receiver<Reply>, Overloaded> {
+    pub fn submit(
+        &self,
+        pairs: Vec<EncodedPair>,
+        waiting: Option<OwnedSemaphorePermit>,
+    ) -> Result<oneshot::Receiver<Reply>, BatchError> {
+        if self.health() == Health::Dead {
+            return Err(BatchError::Dead);
+        }
         let (reply, rx) = oneshot::channel();
         let tokens = pairs.iter().map(EncodedPair::tokens).sum();
         self.metrics.queue_add(1);
-        match self.tx.try_send(Job {
+        let job = Job {
             pairs,
             tokens,
+            queued_at: Instant::now(),
+            waiting,
             reply,
-        }) {
+        };
+        match self.tx.try_send(job) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(e) => {
                 self.metrics.queue_add(-1);
-                Err(Overloaded)
+                Err(match e {
+                    TrySendError::Full(_) => BatchError::Overloaded {
+                        requests: self.max_queued,
+                    },
+                    TrySendError::Disconnected(_) => BatchError::Dead,
+                })
             }
         }
     }
 }
 
-fn run_batch<B: Backend>(backend: &mut B, jobs: Vec<Job>, metrics: &Metrics) {
-    let sizes: Vec<usize> = jobs.iter().map(|j| j.pairs.len()).collect();
-    let mut pairs = Vec::with_capacity(sizes.iter().sum());
+/// Scores one batch and answers its requests; `Err` when the backend panicked (every request
+/// of the batch is then answered [`BatchError::Dead`]).
+fn run_batch<B: Backend>(
+    backend: &mut B,
+    jobs: Vec<Job>,
+    limits: &BatchLimits,
+    metrics: &Metrics,
+) -> Result<(), ()> {
+    let mut sizes = Vec::with_capacity(jobs.len());
+    let mut pairs = Vec::new();
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
+        drop(job.waiting);
+        let waited = job.queued_at.elapsed();
+        if waited > limits.max_queue_time {
+            let _ = job.reply.send(Err(BatchError::QueueTimeout {
+                waited_ms: waited.as_millis(),
+                bound_ms: limits.max_queue_time.as_millis(),
+            }));
+            continue;
+        }
+        sizes.push(job.pairs.len());
         pairs.extend(job.pairs);
         replies.push(job.reply);
     }
+    if pairs.is_empty() {
+        return Ok(());
+    }
     metrics.batch(pairs.len());
-    match backend.score(&pairs) {
-        Ok(predictions) => {
+    let answer = |replies: Vec<oneshot::Sender<Reply>>, error: BatchError| {
+        for reply in replies {
+            let _ = reply.send(Err(error.clone()));
+        }
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| backend.score(&pairs))) {
+        Ok(Ok(predictions)) => {
             let mut it = predictions.into_iter();
             for (reply, n) in replies.into_iter().zip(sizes) {
                 let _ = reply.send(Ok(it.by_ref().take(n).collect()));
             }
+            Ok(())
         }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
+        Ok(Err(e)) => {
+            answer(replies, BatchError::Backend(e));
+            Ok(())
+        }
+        Err(_) => {
+            answer(replies, BatchError::Dead);
+            Err(())
         }
     }
 }

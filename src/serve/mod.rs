@@ -7,13 +7,17 @@
 pub mod api;
 pub mod batcher;
 pub mod client;
+pub mod error;
 pub mod metrics;
-pub mod openapi;
+pub mod types;
 
 use crate::bundle::LoadedBundle;
 use crate::predict::{predict_encoded, EncodedPair, PairPrediction, Scorer};
-use batcher::{Backend, BatchLimits, Batcher};
+use batcher::{Backend, BackendError, BatchLimits, Batcher};
 use candle_core::Device;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -26,7 +30,15 @@ pub struct ServeConfig {
     pub token: Option<String>,
     pub max_batch_tokens: usize,
     pub max_wait: Duration,
+    /// Requests that may wait for the model (reading, tokenizing, queued); more get 429
+    /// before their body is read.
     pub max_concurrent_requests: usize,
+    /// A request that waited this long for the model gets 429 unscored.
+    pub max_queue_time: Duration,
+    /// A client must send its request headers within this time, or the connection is closed.
+    pub header_timeout: Duration,
+    /// And its body within this time after them, or it gets 408.
+    pub body_timeout: Duration,
     pub max_pairs_per_request: usize,
     pub max_body_bytes: usize,
     /// Longest post accepted, in characters; posts are truncated to the model's maximum length
@@ -42,6 +54,9 @@ impl Default for ServeConfig {
             max_batch_tokens: 8192,
             max_wait: Duration::ZERO,
             max_concurrent_requests: 64,
+            max_queue_time: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             max_pairs_per_request: 64,
             max_body_bytes: 1 << 20,
             max_text_chars: 20_000,
@@ -56,14 +71,14 @@ pub struct BundleBackend {
 }
 
 impl Backend for BundleBackend {
-    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, String> {
+    fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError> {
         let scorer = Scorer {
             model: &self.bundle.model,
             text: &self.bundle.text,
             pad_id: self.bundle.pad_id,
             device: &self.device,
         };
-        predict_encoded(&scorer, pairs).map_err(|e| e.to_string())
+        predict_encoded(&scorer, pairs).map_err(|e| BackendError(e.to_string()))
     }
 }
 
@@ -87,14 +102,15 @@ fn info(bundle: &LoadedBundle) -> serde_json::Value {
 pub struct Running {
     pub addr: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
-        self.task.await.unwrap_or(Ok(()))
+        let _ = self.task.await;
+        Ok(())
     }
 }
 
@@ -112,12 +128,17 @@ pub async fn start<B: Backend>(
             max_batch_tokens: config.max_batch_tokens,
             max_wait: config.max_wait,
             max_queued: config.max_concurrent_requests,
+            max_queue_time: config.max_queue_time,
         },
         metrics.clone(),
-    );
+    )?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    let header_timeout = config.header_timeout;
     let state = Arc::new(api::AppState {
+        waiting: Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_requests.max(1),
+        )),
         config,
         batcher,
         text,
@@ -126,13 +147,38 @@ pub async fn start<B: Backend>(
         request_ids: AtomicU64::new(0),
     });
     let app = api::router(state);
-    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let (shutdown, mut signal) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = signal.await;
-            })
-            .await
+        let graceful = GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        // Out of file descriptors and the like: the next accept may succeed.
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    // axum's own `serve` sets no header timeout: a client that never finishes
+                    // its headers would hold its connection forever.
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+                _ = &mut signal => break,
+            }
+        }
+        drop(listener);
+        graceful.shutdown().await;
     });
     Ok(Running {
         addr,
