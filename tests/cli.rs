@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -740,4 +741,109 @@ fn a_quote_that_never_closes_fails_with_its_line_instead_of_swallowing_rows() {
         "{err}"
     );
     assert!(!output.exists(), "a partial output was left");
+}
+
+/// A copy of the trained bundle whose bundle.json went through `edit`.
+fn edited_bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let model = trained_model();
+    let copy = dir.join("model");
+    std::fs::create_dir_all(copy.join("encoder")).unwrap();
+    for f in [
+        "weights.safetensors",
+        "encoder/config.json",
+        "encoder/tokenizer.json",
+        "encoder/model.safetensors",
+    ] {
+        std::fs::copy(model.join(f), copy.join(f)).unwrap();
+    }
+    let mut info: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("bundle.json")).unwrap()).unwrap();
+    edit(&mut info);
+    std::fs::write(copy.join("bundle.json"), info.to_string()).unwrap();
+    copy
+}
+
+fn load_error(model: &Path) -> String {
+    match epitome::bundle::load(model, &candle_core::Device::Cpu) {
+        Ok(_) => panic!("the edited bundle loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_edit_of_bundle_json_that_changes_the_computation_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, edit: &dyn Fn(&mut Value), words: &[&str]| {
+        let sub = dir.path().join(name);
+        let model = edited_bundle(&sub, edit);
+        let err = load_error(&model);
+        for w in words {
+            assert!(err.contains(w), "{name}: {err:?} lacks {w:?}");
+        }
+    };
+    check(
+        "no-hash",
+        &|info| {
+            info["files"]
+                .as_object_mut()
+                .unwrap()
+                .remove("weights.safetensors");
+        },
+        &["field files", "weights.safetensors"],
+    );
+    check(
+        "responder",
+        &|info| {
+            let other = if info["model"]["responder"] == "shared" {
+                "separate"
+            } else {
+                "shared"
+            };
+            info["model"]["responder"] = other.into();
+        },
+        &["field model.responder"],
+    );
+    check(
+        "no-mechanisms",
+        &|info| info["model"]["mechanisms"] = json!([]),
+        &["field model.mechanisms", "empty"],
+    );
+    check(
+        "twice",
+        &|info| info["model"]["mechanisms"] = json!(["ER", "ER", "IP"]),
+        &["field model.mechanisms", "ER appears twice"],
+    );
+    check(
+        "max-len",
+        &|info| info["max_len"] = json!(32),
+        &["field max_len"],
+    );
+    check(
+        "no-settings-hash",
+        &|info| {
+            info["settings_sha256"]
+                .as_object_mut()
+                .unwrap()
+                .remove("model.mechanisms");
+        },
+        &["field settings_sha256", "model.mechanisms"],
+    );
+    // Even with its digest recomputed, a responder setting that leaves the fine-tuned
+    // weights unread is refused by the weights themselves.
+    check(
+        "responder-rehashed",
+        &|info| {
+            let other = if info["model"]["responder"] == "shared" {
+                "separate"
+            } else {
+                "shared"
+            };
+            info["model"]["responder"] = other.into();
+            let parsed: epitome::bundle::BundleInfo = serde_json::from_value(info.clone()).unwrap();
+            info["settings_sha256"] = serde_json::to_value(parsed.settings_digests()).unwrap();
+        },
+        &["weights.safetensors"],
+    );
+    // And the bundle as written still loads.
+    epitome::bundle::load(&trained_model(), &candle_core::Device::Cpu).unwrap();
 }

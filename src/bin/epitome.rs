@@ -4,9 +4,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use epitome::data::{load_epitome, Pair, PairReader};
-use epitome::encoder::fetch::{
-    default_encoder_dir, ensure_default_encoder, epitome_home, fetch_default_encoder,
-};
+use epitome::encoder::fetch::{default_encoder_dir, ensure_default_encoder, fetch_default_encoder};
 use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::evaluate;
 use epitome::features::featurize;
@@ -828,7 +826,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
     };
     let provenance = an::Provenance {
         file: args.input.display().to_string(),
-        sha256: epitome::encoder::fetch::sha256_file(&args.input)
+        sha256: epitome::digest::sha256_file(&args.input)
             .with_context(|| format!("cannot read {}", args.input.display()))?,
         levels_from: levels_from.into(),
         levels_source,
@@ -1077,7 +1075,7 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
     let model = args
         .model
         .clone()
-        .unwrap_or_else(|| epitome_home().join("models").join("default"));
+        .unwrap_or_else(epitome::home::default_model_dir);
     if !model.join(epitome::bundle::BUNDLE_FILE).is_file() {
         eprintln!(
             "no model at {}: training the default model on {} (about 15 minutes on 2 cores)",

@@ -1,7 +1,7 @@
 //! Bundles from checkpoints of the original code, one per mechanism.
 
 use super::{assemble, save, BundleError, BundleInfo, EncoderInfo, FORMAT_VERSION};
-use crate::encoder::fetch::sha256_file;
+use crate::digest::sha256_file;
 use crate::encoder::PretrainedEncoder;
 use crate::mechanism::Mechanism;
 use crate::model::import::{read_checkpoint, rename_original};
@@ -128,6 +128,7 @@ pub fn import_original(
         split: None,
         dev_metrics: None,
         files: Default::default(),
+        settings_sha256: Default::default(),
     };
     save(out, info, encoder, &fine_tuned)
 }

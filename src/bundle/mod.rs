@@ -15,7 +15,7 @@ mod import;
 pub use import::import_original;
 
 use crate::data::{LoadReport, Split};
-use crate::encoder::fetch::sha256_file;
+use crate::digest::{sha256_bytes, sha256_file};
 use crate::encoder::{EncoderConfig, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::model::params::ParamSource;
 use crate::model::{BiEncoder, ModelConfig, SEEKER_PREFIX};
@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `settings_sha256` pins the settings that change what is computed.
+pub const FORMAT_VERSION: u32 = 2;
 pub const BUNDLE_FILE: &str = "bundle.json";
 pub const FINE_TUNED_FILE: &str = "weights.safetensors";
 pub const ENCODER_DIR: &str = "encoder";
@@ -45,6 +46,14 @@ pub enum BundleError {
     },
     #[error("{} lacks tensors the model needs: {}", path.display(), names.join(", "))]
     MissingTensors { path: PathBuf, names: Vec<String> },
+    #[error("{} holds tensors the model described in {BUNDLE_FILE} does not use: {}; model.responder or model.mechanisms does not match the weights", path.display(), names.join(", "))]
+    UnusedTensors { path: PathBuf, names: Vec<String> },
+    #[error("{}: field {field}: {message}", path.display())]
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,6 +80,84 @@ pub struct BundleInfo {
     pub dev_metrics: Option<serde_json::Value>,
     /// SHA-256 of every file in the bundle, by path relative to the bundle.
     pub files: BTreeMap<String, String>,
+    /// SHA-256 of each setting that changes what the model computes (`model.responder`,
+    /// `max_len`, ...), so that an edit of bundle.json is refused, naming the setting.
+    pub settings_sha256: BTreeMap<String, String>,
+}
+
+/// The files every bundle has, each of which must have its hash recorded.
+fn required_files() -> [String; 4] {
+    [
+        format!("{ENCODER_DIR}/{CONFIG_FILE}"),
+        format!("{ENCODER_DIR}/{TOKENIZER_FILE}"),
+        format!("{ENCODER_DIR}/{WEIGHTS_FILE}"),
+        FINE_TUNED_FILE.to_owned(),
+    ]
+}
+
+impl BundleInfo {
+    /// One digest per setting that changes the computation, keyed by its bundle.json path.
+    pub fn settings_digests(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let digest = |v: &serde_json::Value| sha256_bytes(v.to_string().as_bytes());
+        if let Ok(serde_json::Value::Object(model)) = serde_json::to_value(&self.model) {
+            for (key, value) in &model {
+                out.insert(format!("model.{key}"), digest(value));
+            }
+        }
+        out.insert("max_len".into(), digest(&self.max_len.into()));
+        if let Ok(config) = serde_json::to_value(&self.encoder.config) {
+            out.insert("encoder.config".into(), digest(&config));
+        }
+        out
+    }
+
+    /// Refuses a description that was edited, or that cannot describe a model, naming the
+    /// field; `path` is the bundle.json it came from.
+    fn verify(&self, path: &Path) -> Result<(), BundleError> {
+        let field = |field: &str, message: String| BundleError::Field {
+            path: path.to_path_buf(),
+            field: field.to_owned(),
+            message,
+        };
+        if self.model.mechanisms.is_empty() {
+            return Err(field(
+                "model.mechanisms",
+                "is empty; a model predicts at least one of ER, IP, EX".into(),
+            ));
+        }
+        for (i, m) in self.model.mechanisms.iter().enumerate() {
+            if self.model.mechanisms[..i].contains(m) {
+                return Err(field("model.mechanisms", format!("{m} appears twice")));
+            }
+        }
+        for rel in required_files() {
+            if !self.files.contains_key(&rel) {
+                return Err(field(
+                    "files",
+                    format!("records no SHA-256 for {rel}; every file of a bundle is pinned, restore bundle.json or train again"),
+                ));
+            }
+        }
+        for (name, expected) in self.settings_digests() {
+            match self.settings_sha256.get(&name) {
+                None => {
+                    return Err(field(
+                        "settings_sha256",
+                        format!("records no SHA-256 for {name}; restore bundle.json or train again"),
+                    ))
+                }
+                Some(recorded) if *recorded != expected => {
+                    return Err(field(
+                        &name,
+                        "differs from the value the model was trained with (settings_sha256); restore bundle.json or train again".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A bundle loaded and verified, ready to score.
@@ -120,12 +207,8 @@ pub fn save(
         let weights = staging.join(FINE_TUNED_FILE);
         candle_core::safetensors::save(fine_tuned, &weights)?;
         info.files.clear();
-        for rel in [
-            format!("{ENCODER_DIR}/{CONFIG_FILE}"),
-            format!("{ENCODER_DIR}/{TOKENIZER_FILE}"),
-            format!("{ENCODER_DIR}/{WEIGHTS_FILE}"),
-            FINE_TUNED_FILE.to_owned(),
-        ] {
+        info.settings_sha256 = info.settings_digests();
+        for rel in required_files() {
             let path = staging.join(&rel);
             info.files
                 .insert(rel, sha256_file(&path).map_err(io_err(&path))?);
@@ -179,6 +262,7 @@ pub fn read_info(dir: &Path) -> Result<BundleInfo, Error> {
         }
         .into());
     }
+    info.verify(&path)?;
     Ok(info)
 }
 
@@ -209,6 +293,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, Error> {
             message: format!("cannot read the weights: {e}"),
         }
     })?;
+    let fine_tuned_names: Vec<String> = fine_tuned.keys().cloned().collect();
     let tensors = assemble(&info.model, pretrained, fine_tuned);
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(device), &encoder.config, &info.model)?;
@@ -217,6 +302,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, Error> {
         return Err(BundleError::MissingTensors {
             path: weights_path,
             names: missing,
+        }
+        .into());
+    }
+    let unused = source.never_requested(&fine_tuned_names);
+    if !unused.is_empty() {
+        return Err(BundleError::UnusedTensors {
+            path: weights_path,
+            names: unused,
         }
         .into());
     }

@@ -4,8 +4,8 @@
 //! mirrors apply), unpacked into the cache and verified by SHA-256 before first use.
 
 use super::{EncoderError, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use sha2::{Digest, Sha256};
-use std::io::Read;
+use crate::digest::sha256_file;
+use crate::home::epitome_home;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,38 +18,8 @@ pub const DEFAULT_WEIGHTS_SHA256: &str =
 
 const HOW_TO_AVOID: &str = "or pass --encoder DIR with a local Hugging Face-format encoder directory (config.json, tokenizer.json, model.safetensors)";
 
-/// epitome's cache: `EPITOME_HOME`, else `$XDG_CACHE_HOME/epitome`, else `~/.cache/epitome`.
-pub fn epitome_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("EPITOME_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home);
-    }
-    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(cache).join("epitome");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("epitome")
-}
-
 pub fn default_encoder_dir() -> PathBuf {
     epitome_home().join("encoders").join(DEFAULT_ENCODER_NAME)
-}
-
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 fn is_complete(dir: &Path) -> bool {

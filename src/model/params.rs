@@ -9,7 +9,7 @@
 use crate::rng::SplitMix64;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 type Predicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -42,6 +42,7 @@ pub struct ParamSource {
     tensors: HashMap<String, Tensor>,
     train: Option<TrainPolicy>,
     missing: Mutex<Vec<String>>,
+    requested: Mutex<HashSet<String>>,
 }
 
 struct Backend(Arc<ParamSource>);
@@ -53,6 +54,7 @@ impl ParamSource {
             tensors,
             train: None,
             missing: Mutex::new(Vec::new()),
+            requested: Mutex::new(HashSet::new()),
         })
     }
 
@@ -61,6 +63,7 @@ impl ParamSource {
             tensors,
             train: Some(policy),
             missing: Mutex::new(Vec::new()),
+            requested: Mutex::new(HashSet::new()),
         })
     }
 
@@ -78,6 +81,19 @@ impl ParamSource {
         m.sort();
         m.dedup();
         m
+    }
+
+    /// Those of `names` the model never asked for, sorted: tensors a loaded file holds that
+    /// the described model would silently ignore.
+    pub fn never_requested(&self, names: &[String]) -> Vec<String> {
+        let requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = names
+            .iter()
+            .filter(|n| !requested.contains(*n))
+            .cloned()
+            .collect();
+        out.sort();
+        out
     }
 
     fn init(policy: &TrainPolicy, shape: &Shape, init: Init, device: &Device) -> Result<Tensor> {
@@ -119,6 +135,10 @@ impl candle_nn::var_builder::SimpleBackend for Backend {
         dev: &Device,
     ) -> Result<Tensor> {
         let src = &self.0;
+        src.requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
         if let Some(policy) = &src.train {
             if let Some(var) = policy
                 .varmap

@@ -578,6 +578,7 @@ pub fn train(
             .as_ref()
             .map(|d| serde_json::to_value(d).unwrap_or_default()),
         files: Default::default(),
+        settings_sha256: Default::default(),
     };
     bundle::save(out, info, encoder, &weights)?;
     Ok(TrainSummary {
