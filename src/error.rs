@@ -19,6 +19,35 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Import(#[from] crate::bundle::ImportError),
+    #[error(transparent)]
+    Analyze(#[from] crate::analyze::AnalyzeError),
+    #[error(transparent)]
+    Predict(#[from] crate::predict::PredictError),
+    #[error(transparent)]
+    Eval(#[from] crate::evaluate::EvalError),
+    #[error(transparent)]
+    Option(#[from] OptionError),
+}
+
+/// A setting outside what it may be, named as the command line spells it.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} must be {requirement}")]
+pub struct OptionError {
+    pub flag: &'static str,
+    pub requirement: &'static str,
+}
+
+impl OptionError {
+    /// `Err` naming `flag` unless `ok`.
+    pub fn check(ok: bool, flag: &'static str, requirement: &'static str) -> Result<(), Self> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Self { flag, requirement })
+        }
+    }
 }

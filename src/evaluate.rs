@@ -106,3 +106,72 @@ pub fn evaluate(
         mechanisms: per_mechanism,
     })
 }
+
+/// Which annotated pairs `epitome eval` scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    /// Every pair in the data.
+    All,
+    /// The dev pairs of the split recorded in the bundle.
+    Dev,
+    /// The training pairs of the split recorded in the bundle.
+    Train,
+}
+
+/// Why an evaluation cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{} records no split; use --split all", .0.display())]
+    NoSplit(std::path::PathBuf),
+    #[error("no pairs to evaluate in {}", .0.display())]
+    NoPairs(std::path::PathBuf),
+}
+
+/// An evaluation of a bundle on annotations, with what loading the annotations found.
+pub struct BundleEvaluation {
+    pub report: EvalReport,
+    pub data: crate::data::LoadReport,
+}
+
+/// `epitome eval`: scores the chosen pairs of the annotations in `data_dir` with `bundle`.
+pub fn evaluate_bundle(
+    bundle: &crate::bundle::LoadedBundle,
+    data_dir: &std::path::Path,
+    split: EvalSplit,
+    progress: &dyn crate::progress::Progress,
+) -> Result<BundleEvaluation, crate::Error> {
+    let dataset = crate::data::load_epitome(data_dir)?;
+    let examples: Vec<_> = match split {
+        EvalSplit::All => dataset.examples.iter().collect(),
+        choice => {
+            let recorded = bundle
+                .info
+                .split
+                .as_ref()
+                .ok_or_else(|| EvalError::NoSplit(bundle.dir.clone()))?;
+            let (train, dev) = recorded.partition(&dataset.examples);
+            if choice == EvalSplit::Dev {
+                dev
+            } else {
+                train
+            }
+        }
+    };
+    if examples.is_empty() {
+        return Err(EvalError::NoPairs(data_dir.to_path_buf()).into());
+    }
+    let features = crate::features::featurize(&bundle.text, &examples)?;
+    progress.begin(
+        "scoring",
+        Some(features.len() as u64),
+        crate::progress::Unit::Pairs,
+    );
+    let report = evaluate(&bundle.scorer(), &features, 32, |n| {
+        progress.advance(n as u64)
+    });
+    progress.end();
+    Ok(BundleEvaluation {
+        report: report?,
+        data: dataset.report,
+    })
+}

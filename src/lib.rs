@@ -23,6 +23,7 @@ pub mod mechanism;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod progress;
 pub mod rng;
 pub mod serve;
 pub mod text;
@@ -30,4 +31,4 @@ pub mod train;
 
 pub use mechanism::{Mechanism, NUM_LEVELS};
 
-pub use error::Error;
+pub use error::{Error, OptionError};

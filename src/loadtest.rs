@@ -45,16 +45,22 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// Why a load test cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadTestError {
+    #[error("{0} is not a loopback address: the load test only targets this machine")]
+    NotLoopback(std::net::SocketAddr),
+    #[error("no pairs to send")]
+    NoPairs,
+}
+
 /// Sends single-pair requests, cycling through `pairs`, from `concurrency` threads.
-pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, String> {
+pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, LoadTestError> {
     if !test.addr.ip().is_loopback() {
-        return Err(format!(
-            "{} is not a loopback address: the load test only targets this machine",
-            test.addr
-        ));
+        return Err(LoadTestError::NotLoopback(test.addr));
     }
     if pairs.is_empty() {
-        return Err("no pairs to send".into());
+        return Err(LoadTestError::NoPairs);
     }
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         pairs

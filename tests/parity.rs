@@ -205,13 +205,7 @@ fn an_imported_original_checkpoint_predicts_as_pytorch_through_the_bundle() {
     )
     .unwrap();
     let bundle = epitome::bundle::load(&out, &Device::Cpu).unwrap();
-    let dev = Device::Cpu;
-    let scorer = epitome::predict::Scorer {
-        model: &bundle.model,
-        text: &bundle.text,
-        pad_id: bundle.pad_id,
-        device: &dev,
-    };
+    let scorer = bundle.scorer();
     let reference = reference("tiny-biencoder-reference.json");
     let mut checked = 0;
     for case in reference["cases"].as_array().unwrap() {

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use epitome::data::Pair;
-use epitome::predict::{predict_pairs, EncodedPair, PairPrediction, Scorer};
+use epitome::predict::{predict_pairs, EncodedPair, PairPrediction};
 use epitome::serve::batcher::{Backend, BackendError};
 use epitome::serve::{bundle_backend, start, Running, ServeConfig};
 use serde_json::{json, Value};
@@ -36,6 +36,7 @@ fn model() -> PathBuf {
                 "tiny",
                 &options,
                 &out,
+                &epitome::progress::Silent,
             )
             .unwrap();
             (dir, out)
@@ -166,15 +167,8 @@ fn assert_same(served: &Value, direct: &PairPrediction) {
 fn scoring_equals_predict_for_single_pairs_and_batches() {
     let server = Server::bundle(ServeConfig::default());
     let bundle = epitome::bundle::load(&model(), &candle_core::Device::Cpu).unwrap();
-    let dev = candle_core::Device::Cpu;
-    let scorer = Scorer {
-        model: &bundle.model,
-        text: &bundle.text,
-        pad_id: bundle.pad_id,
-        device: &dev,
-    };
     let pairs = pairs();
-    let direct = predict_pairs(&scorer, &bundle.text, &pairs).unwrap();
+    let direct = predict_pairs(&bundle.scorer(), &bundle.text, &pairs).unwrap();
 
     let one = post(
         server.addr(),

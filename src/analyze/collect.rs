@@ -8,12 +8,12 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What to do with a row that cannot be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
-    /// Stop at the first bad row, naming it.
+    /// Stop at the first bad row, naming its file, line and column.
     Fail,
-    /// Leave bad rows out and count them in the report.
+    /// Leave bad rows out and report how many, and why.
     Skip,
 }
 
@@ -285,11 +285,11 @@ impl Pending {
         }
         let levels = score(&self.pairs)?;
         if levels.len() != self.pairs.len() {
-            return Err(crate::Error::Invalid(format!(
-                "the model returned {} levels for {} pairs",
-                levels.len(),
-                self.pairs.len()
-            )));
+            return Err(super::AnalyzeError::LevelCount {
+                returned: levels.len(),
+                pairs: self.pairs.len(),
+            }
+            .into());
         }
         for (&i, l) in self.rows.iter().zip(levels) {
             out.levels[i] = l;

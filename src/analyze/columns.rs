@@ -86,25 +86,39 @@ impl Default for ColumnMap {
     }
 }
 
+/// A `--col` mapping that cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("--col {0}=: give the file's column name")]
+    NoName(Column),
+    #[error("the file column '{name}' is mapped to both {first} and {second}")]
+    Twice {
+        name: String,
+        first: Column,
+        second: Column,
+    },
+}
+
 impl ColumnMap {
     /// Applies mappings of the form `likes=upvotes` (our name = the file's name).
     pub fn with_mappings<'a>(
         mappings: impl IntoIterator<Item = &'a (Column, String)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MappingError> {
         let mut map = Self::default();
         for (column, name) in mappings {
             if name.is_empty() {
-                return Err(format!("--col {column}=: give the file's column name"));
+                return Err(MappingError::NoName(*column));
             }
             map.names[column.index()] = name.clone();
         }
         for a in Column::ALL {
             for b in Column::ALL {
                 if a.index() < b.index() && map.name(a) == map.name(b) {
-                    return Err(format!(
-                        "the file column '{}' is mapped to both {a} and {b}",
-                        map.name(a)
-                    ));
+                    return Err(MappingError::Twice {
+                        name: map.name(a).to_owned(),
+                        first: a,
+                        second: b,
+                    });
                 }
             }
         }
@@ -156,6 +170,6 @@ mod tests {
         assert!(parse_mapping("karma=upvotes").is_err());
         assert!(parse_mapping("likes").is_err());
         let clash = ColumnMap::with_mappings(&[parse_mapping("likes=id").unwrap()]);
-        assert!(clash.unwrap_err().contains("both id and likes"));
+        assert!(clash.unwrap_err().to_string().contains("both id and likes"));
     }
 }

@@ -13,6 +13,7 @@ pub mod collect;
 pub mod columns;
 pub mod input;
 mod insights;
+pub mod job;
 pub mod learning;
 pub mod outcomes;
 pub mod predictions;
@@ -31,8 +32,21 @@ use learning::Experience;
 use outcomes::{at, Outcome, Sum, Thresholds};
 use serde::Serialize;
 
+/// Why an analysis cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{file}: no interactions to analyze{}", if *skipped > 0 { format!(" ({skipped} rows were skipped)") } else { String::new() })]
+    NoInteractions { file: String, skipped: u64 },
+    #[error("resampling by supporter needs a responder_id column")]
+    NeedsResponderId,
+    #[error("the model returned {returned} levels for {pairs} pairs")]
+    LevelCount { returned: usize, pairs: usize },
+    #[error("{model} predicts {found} mechanisms; analyze needs all three (ER, IP, EX)")]
+    NeedsAllMechanisms { model: String, found: usize },
+}
+
 /// What the bootstrap resamples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ResampleUnit {
     /// Supporters when the input has responder ids, interactions otherwise.
@@ -88,24 +102,18 @@ pub fn analyze(
     provenance: Provenance,
 ) -> Result<Insights, crate::Error> {
     if data.is_empty() {
-        return Err(crate::Error::Invalid(format!(
-            "{}: no interactions to analyze{}",
-            provenance.file,
-            if data.skipped.rows > 0 {
-                format!(" ({} rows were skipped)", data.skipped.rows)
-            } else {
-                String::new()
-            }
-        )));
+        return Err(AnalyzeError::NoInteractions {
+            file: provenance.file,
+            skipped: data.skipped.rows,
+        }
+        .into());
     }
     let by_supporter = match options.unit {
         ResampleUnit::Auto => data.present.responder_id,
         ResampleUnit::Interaction => false,
         ResampleUnit::Supporter => {
             if !data.present.responder_id {
-                return Err(crate::Error::Invalid(
-                    "resampling by supporter needs a responder_id column".into(),
-                ));
+                return Err(AnalyzeError::NeedsResponderId.into());
             }
             true
         }

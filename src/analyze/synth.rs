@@ -38,6 +38,20 @@ pub struct SynthConfig {
     pub popularity_spread: f64,
 }
 
+impl SynthConfig {
+    /// Refuses settings no platform can be made from, naming the flag.
+    pub fn validate(&self) -> Result<(), crate::OptionError> {
+        use crate::OptionError as O;
+        O::check(self.interactions >= 1, "--interactions", "at least 1")?;
+        O::check(self.supporters >= 1, "--supporters", "at least 1")?;
+        O::check(
+            self.learning.is_finite() && self.learning.abs() <= 1.0,
+            "--learning",
+            "between -1 and 1",
+        )
+    }
+}
+
 impl Default for SynthConfig {
     /// Effects of the size the paper found on TalkLife (45% more likes with strong ER and IP,
     /// 47% more replies with strong EX, 79% more follows after high empathy); level shares

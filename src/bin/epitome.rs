@@ -1,15 +1,20 @@
-//! The `epitome` command line: argument parsing and error reporting; the work is in the library.
+//! The `epitome` command line: clap structs, dispatch, and what a person reads on the
+//! terminal (progress bars, tables). The work is in the library.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use epitome::data::{load_epitome, Pair, PairReader};
-use epitome::encoder::fetch::{default_encoder_dir, ensure_default_encoder, fetch_default_encoder};
+use epitome::analyze::{ColumnMap, OnError, ResampleUnit};
+use epitome::data::{Pair, PairReader};
+use epitome::encoder::fetch::{
+    default_encoder_dir, ensure_default_encoder, fetch_default_encoder, resolve_encoder,
+};
 use epitome::encoder::PretrainedEncoder;
-use epitome::evaluate::evaluate;
-use epitome::features::featurize;
+use epitome::evaluate::{evaluate_bundle, EvalSplit};
 use epitome::model::ResponderSharing;
-use epitome::predict::{predict_pairs, PredictionWriter, Scorer};
+use epitome::predict::{predict_file, predict_pairs, PairPrediction};
+use epitome::progress::{Progress, Unit};
+use epitome::serve::{read_token_file, ServeConfig};
 use epitome::train::{LevelWeighting, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -62,22 +67,6 @@ enum Command {
     SynthPlatform(SynthArgs),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum OnErrorArg {
-    /// Stop at the first bad row, naming its file, line and column.
-    Fail,
-    /// Leave bad rows out and report how many, and why.
-    Skip,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum ResampleArg {
-    /// Supporters when the input has responder_id, interactions otherwise.
-    Auto,
-    Interaction,
-    Supporter,
-}
-
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("levels").required(true).args(["predictions", "model"])))]
 struct AnalyzeArgs {
@@ -101,7 +90,7 @@ struct AnalyzeArgs {
     columns: Vec<(epitome::analyze::Column, String)>,
     /// What to do with a row that cannot be used.
     #[arg(long, value_enum, default_value = "fail")]
-    on_error: OnErrorArg,
+    on_error: OnError,
     /// Bootstrap replicates for the 95% intervals.
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
@@ -119,7 +108,7 @@ struct AnalyzeArgs {
     low_empathy: u8,
     /// What the bootstrap resamples.
     #[arg(long, value_enum, default_value = "auto")]
-    resample: ResampleArg,
+    resample: ResampleUnit,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +223,29 @@ struct ServeArgs {
     max_text_chars: usize,
 }
 
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig> {
+        let ms = std::time::Duration::from_millis;
+        Ok(ServeConfig {
+            addr: self.addr,
+            token: self
+                .token_file
+                .as_deref()
+                .map(read_token_file)
+                .transpose()?,
+            max_batch_tokens: self.max_batch_tokens,
+            max_wait: ms(self.max_wait_ms),
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_queue_time: ms(self.max_queue_ms),
+            header_timeout: ms(self.header_timeout_ms),
+            body_timeout: ms(self.body_timeout_ms),
+            max_pairs_per_request: self.max_pairs_per_request,
+            max_body_bytes: self.max_body_bytes,
+            max_text_chars: self.max_text_chars,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum EncoderCommand {
     /// Download the default encoder (all-MiniLM-L6-v2) into the cache and verify it.
@@ -273,20 +285,7 @@ struct EncoderArg {
 
 impl EncoderArg {
     fn resolve(&self) -> Result<(PretrainedEncoder, String)> {
-        let dir = match &self.encoder {
-            Some(d) => d.clone(),
-            None => ensure_default_encoder()?,
-        };
-        let encoder = PretrainedEncoder::open(&dir)?;
-        let source = match &self.encoder {
-            Some(d) => d.display().to_string(),
-            None => format!(
-                "{} ({})",
-                epitome::encoder::fetch::DEFAULT_ENCODER_NAME,
-                epitome::encoder::fetch::DEFAULT_PACKAGE
-            ),
-        };
-        Ok((encoder, source))
+        Ok(resolve_encoder(self.encoder.as_deref())?)
     }
 }
 
@@ -385,30 +384,9 @@ impl TrainArgs {
             weight_decay
         );
         o.limit = self.limit;
-        if o.epochs == 0 || o.batch_size == 0 {
-            bail!("--epochs and --batch-size must be at least 1");
-        }
-        if !(0.0..1.0).contains(&o.dev_fraction) {
-            bail!("--dev-fraction must be in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&o.dropout) || !(0.0..1.0).contains(&o.warmup) {
-            bail!("--dropout and --warmup must be in [0, 1)");
-        }
-        if o.lr <= 0.0 || !o.lr.is_finite() {
-            bail!("--lr must be a positive number");
-        }
+        o.validate()?;
         Ok(o)
     }
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum SplitChoice {
-    /// Every pair in the data.
-    All,
-    /// The dev pairs of the split recorded in the bundle.
-    Dev,
-    /// The training pairs of the split recorded in the bundle.
-    Train,
 }
 
 #[derive(Args, Debug)]
@@ -423,7 +401,7 @@ struct EvalArgs {
     data: PathBuf,
     /// Which pairs to evaluate.
     #[arg(long, value_enum, default_value = "all")]
-    split: SplitChoice,
+    split: EvalSplit,
     /// Also write the metrics as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -581,76 +559,126 @@ fn run(command: Command) -> Result<()> {
         Command::Serve(args) => serve(&args),
         Command::Loadtest(args) => loadtest(&args),
         Command::Analyze(args) => analyze(&args),
-        Command::SynthPlatform(args) => {
-            if args.interactions == 0 || args.supporters == 0 {
-                bail!("--interactions and --supporters must be at least 1");
-            }
-            if !args.learning.is_finite() || args.learning.abs() > 1.0 {
-                bail!("--learning must be between -1 and 1");
-            }
-            let config = epitome::analyze::synth::SynthConfig {
-                interactions: args.interactions,
-                supporters: args.supporters,
-                seed: args.seed,
-                learning: args.learning,
-                ..Default::default()
-            };
-            let platform = epitome::analyze::synth::generate(&config);
-            platform
-                .write(&args.out)
-                .with_context(|| format!("cannot write into {}", args.out.display()))?;
-            eprintln!(
-                "wrote interactions.csv, predictions.jsonl and planted.json ({} interactions) to {}",
-                platform.rows.len(),
-                args.out.display()
-            );
-            Ok(())
-        }
+        Command::SynthPlatform(args) => synth_platform(&args),
         Command::Import(args) => {
             let encoder = PretrainedEncoder::open(&args.encoder)?;
             epitome::bundle::import_original(&encoder, &args.checkpoints, args.max_len, &args.out)?;
             eprintln!("bundle written to {}", args.out.display());
             Ok(())
         }
-        Command::Bench(args) => {
-            let json = if let Some(interactions) = args.analyze {
-                let dir = tempfile_dir("epitome-bench-analyze")?;
-                let report = epitome::analyze::bench::run(interactions, args.bootstrap, &dir);
-                let _ = std::fs::remove_dir_all(&dir);
-                serde_json::to_string_pretty(&report?)?
-            } else {
-                let (encoder, _) = args.encoder.resolve()?;
-                serde_json::to_string_pretty(&epitome::bench::run(&encoder, args.iters)?)?
-            };
-            println!("{json}");
-            if let Some(path) = &args.json {
-                std::fs::write(path, json + "\n")
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
+        Command::Bench(args) => bench(&args),
+    }
+}
+
+/// Progress drawn as indicatif bars on stderr, one phase at a time.
+#[derive(Default)]
+struct Bars(std::sync::Mutex<Option<ProgressBar>>);
+
+impl Bars {
+    fn with(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Some(pb) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            f(pb);
         }
     }
 }
 
+impl Progress for Bars {
+    fn begin(&self, phase: &str, total: Option<u64>, unit: Unit) {
+        let template = match (unit, total) {
+            (Unit::Bytes, _) => "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({eta})",
+            (_, Some(_)) => "{prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, ETA {eta})",
+            (_, None) => "{prefix} {spinner} {pos} pairs ({per_sec})",
+        };
+        let pb = match total {
+            Some(n) => ProgressBar::new(n),
+            None if unit == Unit::Bytes => ProgressBar::new(0),
+            None => ProgressBar::new_spinner(),
+        };
+        pb.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(phase.to_owned());
+        if let Some(old) = self.0.lock().unwrap_or_else(|e| e.into_inner()).replace(pb) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.with(|pb| pb.inc(n));
+    }
+
+    fn set(&self, done: u64, total: u64) {
+        self.with(|pb| {
+            pb.set_length(total);
+            pb.set_position(done);
+        });
+    }
+
+    fn message(&self, text: String) {
+        self.with(|pb| pb.set_message(text));
+    }
+
+    fn end(&self) {
+        if let Some(pb) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn synth_platform(args: &SynthArgs) -> Result<()> {
+    let config = epitome::analyze::synth::SynthConfig {
+        interactions: args.interactions,
+        supporters: args.supporters,
+        seed: args.seed,
+        learning: args.learning,
+        ..Default::default()
+    };
+    config.validate()?;
+    let platform = epitome::analyze::synth::generate(&config);
+    platform
+        .write(&args.out)
+        .with_context(|| format!("cannot write into {}", args.out.display()))?;
+    eprintln!(
+        "wrote interactions.csv, predictions.jsonl and planted.json ({} interactions) to {}",
+        platform.rows.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let json = if let Some(interactions) = args.analyze {
+        let dir = tempfile_dir("epitome-bench-analyze")?;
+        let report = epitome::analyze::bench::run(interactions, args.bootstrap, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        serde_json::to_string_pretty(&report?)?
+    } else {
+        let (encoder, _) = args.encoder.resolve()?;
+        serde_json::to_string_pretty(&epitome::bench::run(&encoder, args.iters)?)?
+    };
+    println!("{json}");
+    if let Some(path) = &args.json {
+        write_atomically(path, &(json + "\n"))?;
+    }
+    Ok(())
+}
+
 fn loadtest(args: &LoadtestArgs) -> Result<()> {
     let pairs = PairReader::open(&args.input)?.collect::<Result<Vec<_>, _>>()?;
-    let token = match &args.token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
     let test = epitome::loadtest::LoadTest {
         addr: args.addr,
         requests: args.requests,
         concurrency: args.concurrency,
         max_duration: std::time::Duration::from_secs(args.max_seconds),
-        token,
+        token: args
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()?,
     };
-    let report = epitome::loadtest::run(&test, &pairs).map_err(anyhow::Error::msg)?;
+    let report = epitome::loadtest::run(&test, &pairs)?;
     let json = serde_json::to_string_pretty(&report)?;
     println!("{json}");
     if let Some(path) = &args.json {
@@ -663,33 +691,8 @@ fn loadtest(args: &LoadtestArgs) -> Result<()> {
 }
 
 fn serve(args: &ServeArgs) -> Result<()> {
-    let token = match &args.token_file {
-        Some(path) => {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the token file {}", path.display()))?
-                .trim()
-                .to_owned();
-            if token.is_empty() {
-                bail!("the token file {} is empty", path.display());
-            }
-            Some(token)
-        }
-        None => None,
-    };
+    let config = args.config()?;
     let bundle = args.precision.load(&args.model)?;
-    let config = epitome::serve::ServeConfig {
-        addr: args.addr,
-        token,
-        max_batch_tokens: args.max_batch_tokens,
-        max_wait: std::time::Duration::from_millis(args.max_wait_ms),
-        max_concurrent_requests: args.max_concurrent_requests,
-        max_queue_time: std::time::Duration::from_millis(args.max_queue_ms),
-        header_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
-        body_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
-        max_pairs_per_request: args.max_pairs_per_request,
-        max_body_bytes: args.max_body_bytes,
-        max_text_chars: args.max_text_chars,
-    };
     match (&config.token, args.addr.ip().is_loopback()) {
         (None, true) => tracing::info!("no token: reachable from this machine only ({})", args.addr),
         (None, false) => tracing::warn!(
@@ -709,133 +712,39 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn analyze(args: &AnalyzeArgs) -> Result<()> {
-    use epitome::analyze::{self as an, ColumnMap, LevelSource, OnError};
-    if args.bootstrap < 100 {
-        bail!("--bootstrap must be at least 100 for 95% intervals");
-    }
-    if args.high_empathy > 6 || args.low_empathy >= args.high_empathy {
-        bail!("--low-empathy must be below --high-empathy, and both within 0–6");
-    }
-    let on_error = match args.on_error {
-        OnErrorArg::Fail => OnError::Fail,
-        OnErrorArg::Skip => OnError::Skip,
-    };
-    let columns = ColumnMap::with_mappings(&args.columns).map_err(anyhow::Error::msg)?;
-    let mappings = columns.mappings();
-    let reader = an::InteractionReader::open(&args.input, columns, args.model.is_some())?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the output directory {}", args.out.display()))?;
-    let bar = |prefix: &str| {
-        let pb = ProgressBar::new(0);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb.set_prefix(prefix.to_owned());
-        pb
-    };
-    let (data, levels_from, levels_source) = match (&args.predictions, &args.model) {
-        (Some(predictions), _) => {
-            let index = an::PredictionIndex::read(predictions, on_error == OnError::Skip)?;
-            let pb = bar("reading");
-            let data = an::collect(
-                reader,
-                LevelSource::Predictions(index),
-                on_error,
-                &mut |read, size| {
-                    pb.set_length(size);
-                    pb.set_position(read);
-                },
-            );
-            pb.finish_and_clear();
-            (data?, "predictions", predictions.display().to_string())
-        }
-        (None, Some(model)) => {
-            let device = Device::Cpu;
-            let loaded = epitome::bundle::load(model, &device)?;
-            if loaded.info.model.mechanisms.len() != 3 {
-                bail!(
-                    "{} predicts {} mechanisms; analyze needs all three (ER, IP, EX)",
-                    model.display(),
-                    loaded.info.model.mechanisms.len()
-                );
-            }
-            let scorer = Scorer {
-                model: &loaded.model,
-                text: &loaded.text,
-                pad_id: loaded.pad_id,
-                device: &device,
-            };
-            let saved = args.out.join("predictions.jsonl");
-            let mut writer = PredictionWriter::create(Some(&saved), &loaded.info.model.mechanisms)
-                .with_context(|| format!("cannot create {}", saved.display()))?;
-            let pb = bar("scoring");
-            let mut score = |pairs: &[Pair]| -> Result<Vec<an::Levels>, epitome::Error> {
-                let predictions = predict_pairs(&scorer, &loaded.text, pairs)?;
-                writer
-                    .write(&predictions)
-                    .map_err(|source| epitome::Error::Write {
-                        path: saved.clone(),
-                        source,
-                    })?;
-                Ok(predictions.iter().map(an::levels_of).collect())
-            };
-            let data = an::collect(
-                reader,
-                LevelSource::Model(&mut score),
-                on_error,
-                &mut |read, size| {
-                    pb.set_length(size);
-                    pb.set_position(read);
-                },
-            );
-            pb.finish_and_clear();
-            match data {
-                Ok(data) => {
-                    writer
-                        .finish()
-                        .with_context(|| format!("cannot finish {}", saved.display()))?;
-                    eprintln!("levels saved to {} (pass it as --predictions to analyze again without scoring)", saved.display());
-                    (data, "model", model.display().to_string())
-                }
-                Err(e) => {
-                    writer.abandon();
-                    return Err(e.into());
-                }
-            }
-        }
+    use epitome::analyze::job::{self, AnalyzeJob, LevelsFrom};
+    let levels = match (&args.predictions, &args.model) {
+        (Some(predictions), _) => LevelsFrom::Predictions(predictions),
+        (None, Some(model)) => LevelsFrom::Model(model),
         (None, None) => bail!("give --predictions FILE or --model DIR"),
     };
-    let options = an::AnalyzeOptions {
-        replicates: args.bootstrap,
-        seed: args.seed,
-        unit: match args.resample {
-            ResampleArg::Auto => an::ResampleUnit::Auto,
-            ResampleArg::Interaction => an::ResampleUnit::Interaction,
-            ResampleArg::Supporter => an::ResampleUnit::Supporter,
+    let job = AnalyzeJob {
+        input: &args.input,
+        levels,
+        columns: ColumnMap::with_mappings(&args.columns)?,
+        out: &args.out,
+        options: epitome::analyze::AnalyzeOptions {
+            replicates: args.bootstrap,
+            seed: args.seed,
+            unit: args.resample,
+            thresholds: epitome::analyze::outcomes::Thresholds {
+                low_max: args.low_empathy,
+                high_min: args.high_empathy,
+            },
+            min_responses: args.min_responses,
+            on_error: args.on_error,
+            ..Default::default()
         },
-        thresholds: an::outcomes::Thresholds {
-            low_max: args.low_empathy,
-            high_min: args.high_empathy,
-        },
-        min_responses: args.min_responses,
-        on_error,
-        ..Default::default()
     };
-    let provenance = an::Provenance {
-        file: args.input.display().to_string(),
-        sha256: epitome::digest::sha256_file(&args.input)
-            .with_context(|| format!("cannot read {}", args.input.display()))?,
-        levels_from: levels_from.into(),
-        levels_source,
-        column_mappings: mappings,
-    };
-    let insights = an::analyze(&data, &options, provenance)?;
-    an::report::write_reports(&insights, &args.out)
-        .with_context(|| format!("cannot write the report into {}", args.out.display()))?;
-    for finding in an::report::findings(&insights) {
+    let outcome = job::run(job, &Bars::default())?;
+    if let Some(saved) = &outcome.saved_predictions {
+        eprintln!(
+            "levels saved to {} (pass it as --predictions to analyze again without scoring)",
+            saved.display()
+        );
+    }
+    let insights = &outcome.insights;
+    for finding in epitome::analyze::report::findings(insights) {
         println!("- {finding}");
     }
     let skipped = &insights.input.skipped;
@@ -862,7 +771,14 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
 fn train(args: &TrainArgs) -> Result<()> {
     let options = args.options()?;
     let (encoder, source) = args.encoder.resolve()?;
-    let summary = epitome::train::train(&args.data, &encoder, &source, &options, &args.out)?;
+    let summary = epitome::train::train(
+        &args.data,
+        &encoder,
+        &source,
+        &options,
+        &args.out,
+        &Bars::default(),
+    )?;
     eprintln!(
         "trained on {} pairs ({} dev) in {:.0} s; kept epoch {}; bundle written to {}",
         summary.train_pairs,
@@ -878,38 +794,11 @@ fn train(args: &TrainArgs) -> Result<()> {
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
-    let device = Device::Cpu;
-    let loaded = args.precision.load(&args.model)?;
-    let dataset = load_epitome(&args.data)?;
-    let examples: Vec<_> = match args.split {
-        SplitChoice::All => dataset.examples.iter().collect(),
-        choice => {
-            let split = loaded.info.split.as_ref().with_context(|| {
-                format!("{} records no split; use --split all", args.model.display())
-            })?;
-            let (train, dev) = split.partition(&dataset.examples);
-            if choice == SplitChoice::Dev {
-                dev
-            } else {
-                train
-            }
-        }
-    };
-    if examples.is_empty() {
-        bail!("no pairs to evaluate in {}", args.data.display());
-    }
-    let features = featurize(&loaded.text, &examples)?;
-    let scorer = Scorer {
-        model: &loaded.model,
-        text: &loaded.text,
-        pad_id: loaded.pad_id,
-        device: &device,
-    };
-    let pb = progress(Some(features.len() as u64), "scoring");
-    let report = evaluate(&scorer, &features, 32, |n| pb.inc(n as u64))?;
-    pb.finish_and_clear();
+    let bundle = args.precision.load(&args.model)?;
+    let evaluation = evaluate_bundle(&bundle, &args.data, args.split, &Bars::default())?;
+    let report = &evaluation.report;
     print!("{}", report.table());
-    let not_found: usize = dataset.report.spans_not_found.iter().sum();
+    let not_found: usize = evaluation.data.spans_not_found.iter().sum();
     println!(
         "T-F1 and IOU-F1 count a response with neither gold nor predicted rationale as 1.0 ({}); {not_found} annotated spans could not be located",
         report
@@ -921,7 +810,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
     );
     println!("paper (RoBERTa-base, TalkLife + Reddit): ER 79.93 / 74.29, IP 87.50 / 67.46, EX 86.92 / 73.47 (accuracy / macro-F1)");
     if let Some(path) = &args.json {
-        write_atomically(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+        write_atomically(path, &(serde_json::to_string_pretty(report)? + "\n"))?;
     }
     Ok(())
 }
@@ -938,137 +827,53 @@ fn write_atomically(path: &Path, content: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn progress(len: Option<u64>, prefix: &str) -> ProgressBar {
-    let pb = match len {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
-    };
-    let template = if len.is_some() {
-        "{prefix} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})"
-    } else {
-        "{prefix} {spinner} {pos} pairs ({per_sec})"
-    };
-    pb.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_prefix(prefix.to_owned());
-    pb
-}
-
-/// Pairs read and scored per round: bounds memory for any input size.
-const CHUNK: usize = 256;
-
-/// Whether `output` names the file `input` (through links or `..` too): writing there would
-/// replace the pairs being read.
-fn same_file(input: &Path, output: &Path) -> bool {
-    let (Ok(input), Some(name)) = (std::fs::canonicalize(input), output.file_name()) else {
-        return false;
-    };
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::canonicalize(parent).is_ok_and(|dir| dir.join(name) == input)
+/// One pair, for a person reading the terminal.
+fn print_prediction(prediction: &PairPrediction, max_len: usize) {
+    for (m, p) in &prediction.mechanisms {
+        let word = ["none", "weak", "strong"][p.level as usize];
+        println!(
+            "{} ({}): level {} ({word})  probabilities {:.2} / {:.2} / {:.2}",
+            m.name(),
+            m.code(),
+            p.level,
+            p.probs[0],
+            p.probs[1],
+            p.probs[2]
+        );
+        for r in &p.rationales {
+            println!("    rationale [{}..{}]: {:?}", r.start, r.end, r.text);
+        }
+    }
+    if prediction.truncated {
+        println!("(a post was longer than {max_len} tokens and was truncated)");
+    }
 }
 
 fn predict(args: &PredictArgs) -> Result<()> {
-    if let (Some(input), Some(output)) = (&args.input, &args.output) {
-        if same_file(input, output) {
-            bail!(
-                "--output {} is the input file; write the predictions elsewhere",
-                output.display()
-            );
-        }
-    }
-    let device = Device::Cpu;
-    let loaded = args.precision.load(&args.model)?;
-    let scorer = Scorer {
-        model: &loaded.model,
-        text: &loaded.text,
-        pad_id: loaded.pad_id,
-        device: &device,
-    };
+    let bundle = args.precision.load(&args.model)?;
     if let (Some(seeker), Some(response)) = (&args.seeker, &args.response) {
         let pair = Pair {
             id: "1".into(),
             seeker_post: seeker.clone(),
             response_post: response.clone(),
         };
-        let prediction = predict_pairs(&scorer, &loaded.text, &[pair])?.remove(0);
-        for (m, p) in &prediction.mechanisms {
-            let word = ["none", "weak", "strong"][p.level as usize];
-            println!(
-                "{} ({}): level {} ({word})  probabilities {:.2} / {:.2} / {:.2}",
-                m.name(),
-                m.code(),
-                p.level,
-                p.probs[0],
-                p.probs[1],
-                p.probs[2]
-            );
-            for r in &p.rationales {
-                println!("    rationale [{}..{}]: {:?}", r.start, r.end, r.text);
-            }
-        }
-        if prediction.truncated {
-            println!(
-                "(a post was longer than {} tokens and was truncated)",
-                loaded.info.max_len
-            );
-        }
+        let prediction = predict_pairs(&bundle.scorer(), &bundle.text, &[pair])?.remove(0);
+        print_prediction(&prediction, bundle.info.max_len);
         return Ok(());
     }
     let Some(input) = &args.input else {
         bail!("give --input FILE, or --seeker TEXT and --response TEXT");
     };
-    let reader = PairReader::open(input)?;
-    let mut writer =
-        PredictionWriter::create(args.output.as_deref(), &loaded.info.model.mechanisms)
-            .with_context(|| {
-                format!(
-                    "cannot create the output next to {}",
-                    args.output
-                        .as_deref()
-                        .unwrap_or(Path::new("stdout"))
-                        .display()
-                )
-            })?;
-    let pb = progress(None, "scoring");
-    let result = (|| -> Result<u64> {
-        let mut count = 0u64;
-        let mut chunk: Vec<Pair> = Vec::with_capacity(CHUNK);
-        let mut reader = reader.peekable();
-        while reader.peek().is_some() {
-            chunk.clear();
-            while chunk.len() < CHUNK {
-                match reader.next() {
-                    Some(pair) => chunk.push(pair?),
-                    None => break,
-                }
-            }
-            let predictions = predict_pairs(&scorer, &loaded.text, &chunk)?;
-            writer
-                .write(&predictions)
-                .context("cannot write the predictions")?;
-            count += chunk.len() as u64;
-            pb.inc(chunk.len() as u64);
-        }
-        Ok(count)
-    })();
-    pb.finish_and_clear();
-    match result {
-        Ok(count) => {
-            writer.finish().context("cannot finish the output file")?;
-            if let Some(out) = &args.output {
-                eprintln!("scored {count} pairs into {}", out.display());
-            }
-            Ok(())
-        }
-        Err(e) => {
-            writer.abandon();
-            Err(e)
-        }
+    let count = predict_file(
+        bundle.scorer(),
+        input,
+        args.output.as_deref(),
+        &Bars::default(),
+    )?;
+    if let Some(out) = &args.output {
+        eprintln!("scored {count} pairs into {}", out.display());
     }
+    Ok(())
 }
 
 fn quickstart(args: &QuickstartArgs) -> Result<()> {
@@ -1082,24 +887,24 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
             model.display(),
             args.data.display()
         );
+        let (encoder, source) = resolve_encoder(None)?;
         let options = TrainOptions::default_for_minilm();
-        let (encoder, source) = EncoderArg { encoder: None }.resolve()?;
-        let summary = epitome::train::train(&args.data, &encoder, &source, &options, &model)?;
+        let summary = epitome::train::train(
+            &args.data,
+            &encoder,
+            &source,
+            &options,
+            &model,
+            &Bars::default(),
+        )?;
         if let Some(dev) = &summary.dev {
             eprint!("dev metrics:\n{}", dev.table());
         }
     }
     eprintln!("scoring {} with {}", args.input.display(), model.display());
-    predict(&PredictArgs {
-        model,
-        precision: PrecisionArg {
-            precision: epitome::kernels::Precision::F32,
-        },
-        input: Some(args.input.clone()),
-        output: None,
-        seeker: None,
-        response: None,
-    })
+    let bundle = epitome::bundle::load(&model, &Device::Cpu)?;
+    predict_file(bundle.scorer(), &args.input, None, &Bars::default())?;
+    Ok(())
 }
 
 #[cfg(test)]

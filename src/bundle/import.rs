@@ -12,6 +12,23 @@ use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Why checkpoints of the original code cannot become a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "give one checkpoint per mechanism, e.g. --checkpoint ER=er.pth --checkpoint IP=ip.pth"
+    )]
+    OnePerMechanism,
+    #[error("the seeker encoders of {} and {} differ ({tensor}); epitome's model has one frozen seeker encoder", first.display(), second.display())]
+    SeekersDiffer {
+        first: PathBuf,
+        second: PathBuf,
+        tensor: String,
+    },
+    #[error("the checkpoints lack tensors: {}", names.join(", "))]
+    LackTensors { names: Vec<String> },
+}
+
 fn same(a: &Tensor, b: &Tensor) -> Result<bool, Error> {
     if a.dims() != b.dims() {
         return Ok(false);
@@ -35,10 +52,7 @@ pub fn import_original(
     let mut checkpoints = checkpoints.to_vec();
     checkpoints.sort_by_key(|(m, _)| *m);
     if checkpoints.is_empty() || checkpoints.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err(Error::Invalid(
-            "give one checkpoint per mechanism, e.g. --checkpoint ER=er.pth --checkpoint IP=ip.pth"
-                .into(),
-        ));
+        return Err(ImportError::OnePerMechanism.into());
     }
     let config = ModelConfig {
         mechanisms: checkpoints.iter().map(|(m, _)| *m).collect(),
@@ -69,11 +83,12 @@ pub fn import_original(
                         .transpose()?
                         .unwrap_or(false)
                     {
-                        return Err(Error::Invalid(format!(
-                            "the seeker encoders of {} and {} differ ({k}); epitome's model has one frozen seeker encoder",
-                            first.display(),
-                            path.display()
-                        )));
+                        return Err(ImportError::SeekersDiffer {
+                            first: first.clone(),
+                            second: path.clone(),
+                            tensor: k.clone(),
+                        }
+                        .into());
                     }
                 }
             }
@@ -108,10 +123,7 @@ pub fn import_original(
     BiEncoder::load(source.var_builder(&device), &encoder.config, &config)?;
     let missing = source.missing();
     if !missing.is_empty() {
-        return Err(Error::Invalid(format!(
-            "the checkpoints lack tensors: {}",
-            missing.join(", ")
-        )));
+        return Err(ImportError::LackTensors { names: missing }.into());
     }
     encoder.text_encoder(max_len)?;
     let info = BundleInfo {

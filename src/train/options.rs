@@ -141,6 +141,27 @@ impl TrainOptions {
             ..Self::paper()
         }
     }
+
+    /// Refuses settings no run can use, naming the flag.
+    pub fn validate(&self) -> Result<(), crate::OptionError> {
+        use crate::OptionError as O;
+        O::check(self.epochs >= 1, "--epochs", "at least 1")?;
+        O::check(self.batch_size >= 1, "--batch-size", "at least 1")?;
+        O::check(
+            (0.0..1.0).contains(&self.dev_fraction),
+            "--dev-fraction",
+            "in [0, 1)",
+        )?;
+        O::check((0.0..1.0).contains(&self.dropout), "--dropout", "in [0, 1)")?;
+        O::check((0.0..1.0).contains(&self.warmup), "--warmup", "in [0, 1)")?;
+        O::check(
+            self.lr > 0.0 && self.lr.is_finite(),
+            "--lr",
+            "a positive number",
+        )?;
+        O::check(self.max_len >= 4, "--max-len", "at least 4")?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
