@@ -847,3 +847,21 @@ fn every_edit_of_bundle_json_that_changes_the_computation_is_refused_naming_the_
     // And the bundle as written still loads.
     epitome::bundle::load(&trained_model(), &candle_core::Device::Cpu).unwrap();
 }
+
+#[test]
+fn a_jsonl_input_with_a_byte_order_mark_is_read_by_predict_as_by_analyze() {
+    let home = tempfile::tempdir().unwrap();
+    let model = trained_model();
+    let plain = home.path().join("plain.jsonl");
+    let marked = home.path().join("marked.jsonl");
+    let body = "{\"id\": \"a\", \"seeker_post\": \"I feel alone\", \"response_post\": \"I'm sorry. What happened?\"}\r\n{\"id\": \"b\", \"seeker_post\": \"I can't sleep\", \"response_post\": \"That sounds hard.\"}\r\n";
+    std::fs::write(&plain, body).unwrap();
+    std::fs::write(&marked, format!("\u{feff}{body}")).unwrap();
+    let (a, b) = (home.path().join("a.jsonl"), home.path().join("b.jsonl"));
+    let out = predict_file(home.path(), &model, &plain, &a);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = predict_file(home.path(), &model, &marked, &b);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(std::fs::read_to_string(&b).unwrap().lines().count(), 2);
+}

@@ -563,7 +563,12 @@ fn tiny_text() -> epitome::text::TextEncoder {
 fn a_dead_model_thread_makes_the_server_unready_and_requests_503() {
     let server = Server::start(ServeConfig::default(), Panics, tiny_text());
     let addr = server.addr();
-    assert_eq!(request(addr, "GET", "/readyz", &[], b"").status, 200);
+    // Ready once the model thread runs.
+    let started = std::time::Instant::now();
+    while request(addr, "GET", "/readyz", &[], b"").status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pair = json!({"seeker_post": "a", "response_post": "b"});
     for _ in 0..2 {
         let reply = post(addr, &pair);
@@ -755,4 +760,28 @@ fn over_the_concurrency_limit_a_request_is_refused_before_its_body_is_read() {
     assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
     assert!(reply.contains("overloaded"), "{reply}");
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_request_that_waited_past_the_queue_bound_is_refused_unscored() {
+    let server = Server::start(
+        ServeConfig {
+            max_queue_time: Duration::from_millis(100),
+            max_wait: Duration::from_millis(0),
+            ..ServeConfig::default()
+        },
+        Slow,
+        tiny_text(),
+    );
+    let addr = server.addr();
+    let send = move || post(addr, &json!({"seeker_post": "a", "response_post": "b"}));
+    let first = std::thread::spawn(send);
+    std::thread::sleep(Duration::from_millis(100)); // the model is busy for 400 ms
+    let late = send();
+    assert_eq!(late.status, 429, "{}", String::from_utf8_lossy(&late.body));
+    assert!(late.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("max_queue_ms"));
+    assert_eq!(first.join().unwrap().status, 200);
 }

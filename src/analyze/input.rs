@@ -3,11 +3,9 @@
 
 use super::columns::{Column, ColumnMap};
 use super::timestamp::parse_timestamp;
-use crate::data::lines::{open_csv, CsvFile, LineTracker, TrackingReader};
-use crate::data::{from_csv, quote_value, DataError, InputFormat};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use crate::data::records::{Body, Records};
+use crate::data::{quote_value, DataError};
+use std::path::Path;
 
 /// One interaction as read, before levels are attached.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,222 +40,118 @@ pub struct RowError {
     pub error: DataError,
 }
 
-enum Source {
-    Csv {
-        records: Box<csv::ByteRecordsIntoIter<TrackingReader<BufReader<File>>>>,
-        headers: Vec<String>,
-        lines: LineTracker,
-        index: [Option<usize>; 9],
-    },
-    Jsonl {
-        reader: BufReader<File>,
-        buf: Vec<u8>,
-        line: u64,
-        read: u64,
-    },
-}
-
 /// Streams the interactions of a file. A bad row is reported and the stream goes on, so that
 /// `--on-error skip` can count what it leaves out.
 pub struct InteractionReader {
-    path: PathBuf,
+    records: Records,
     columns: ColumnMap,
     want_posts: bool,
-    source: Source,
+    /// Where each of our columns is in a CSV row; unused for JSONL.
+    index: [Option<usize>; 9],
     rows: u64,
-    size: u64,
-    /// Set once the end of the file was reached: an unclosed quote is reported once.
-    ended: bool,
 }
 
 impl InteractionReader {
     /// Opens a file; `want_posts` makes the two text columns required.
     pub fn open(path: &Path, columns: ColumnMap, want_posts: bool) -> Result<Self, DataError> {
-        let io = |source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        if size == 0 {
-            return Err(DataError::Empty {
-                path: path.to_path_buf(),
-                expected: InputFormat::from_path(path).expected(
-                    "seeker_post, response_post and the optional ones of `epitome analyze --help`",
-                ),
-            });
-        }
-        let source = match InputFormat::from_path(path) {
-            InputFormat::Jsonl => Source::Jsonl {
-                reader: BufReader::new(file),
-                buf: Vec::new(),
-                line: 0,
-                read: 0,
-            },
-            InputFormat::Csv => {
-                let CsvFile {
-                    reader,
-                    headers,
-                    lines,
-                } = open_csv(path, BufReader::new(file))?;
-                let mut index = [None; 9];
-                for column in Column::ALL {
-                    index[column.index()] = headers.iter().position(|h| h == columns.name(column));
-                    let required =
-                        matches!(column, Column::SeekerPost | Column::ResponsePost) && want_posts;
-                    let mapped = columns.name(column) != column.name();
-                    if index[column.index()].is_none() && (required || mapped) {
-                        return Err(DataError::MissingColumn {
-                            path: path.to_path_buf(),
-                            column: columns.describe(column),
-                            found: crate::data::describe_headers(&headers),
-                        });
-                    }
-                }
-                Source::Csv {
-                    records: Box::new(reader.into_byte_records()),
-                    headers,
-                    lines,
-                    index,
+        let records = Records::open(
+            path,
+            "seeker_post, response_post and the optional ones of `epitome analyze --help`",
+        )?;
+        let mut index = [None; 9];
+        if records.headers().is_some() {
+            for column in Column::ALL {
+                index[column.index()] = records.column(columns.name(column));
+                let required =
+                    matches!(column, Column::SeekerPost | Column::ResponsePost) && want_posts;
+                let mapped = columns.name(column) != column.name();
+                if index[column.index()].is_none() && (required || mapped) {
+                    records.require_column(columns.name(column), &columns.describe(column))?;
                 }
             }
-        };
+        }
         Ok(Self {
-            path: path.to_path_buf(),
+            records,
             columns,
             want_posts,
-            source,
+            index,
             rows: 0,
-            size,
-            ended: false,
         })
     }
 
     /// Size of the file in bytes, and how far reading has got.
     pub fn progress(&self) -> (u64, u64) {
-        let read = match &self.source {
-            Source::Csv { lines, .. } => lines.bytes_read(),
-            Source::Jsonl { read, .. } => *read,
-        };
-        (read.min(self.size), self.size)
+        self.records.progress()
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.records.path()
     }
 
     fn next_row(&mut self) -> Option<Result<RawInteraction, RowError>> {
-        let path = self.path.clone();
-        match &mut self.source {
-            Source::Csv {
-                records,
-                headers,
-                lines,
-                index,
-            } => {
-                let record = match records.next() {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => {
-                        self.rows += 1;
-                        return Some(Err(RowError {
-                            reason: "malformed row".into(),
-                            error: from_csv(&path, headers, lines, e),
-                        }));
-                    }
-                    None if std::mem::replace(&mut self.ended, true) => return None,
-                    None => {
-                        return lines.open_quote().map(|line| {
-                            Err(RowError {
-                                reason: "unclosed quote".into(),
-                                error: DataError::Record {
-                                    path: path.clone(),
-                                    line,
-                                    message: crate::data::UNCLOSED_QUOTE.into(),
-                                },
-                            })
-                        })
-                    }
-                };
+        let record = match self.records.next()? {
+            Ok(record) => record,
+            Err(error) => {
                 self.rows += 1;
-                let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
+                let reason = match &error {
+                    DataError::Record { message, .. } if message == crate::data::UNCLOSED_QUOTE => {
+                        "unclosed quote"
+                    }
+                    _ => "malformed row",
+                };
+                return Some(Err(RowError {
+                    reason: reason.into(),
+                    error,
+                }));
+            }
+        };
+        self.rows += 1;
+        let path = self.records.path();
+        let line = record.line;
+        Some(match record.body {
+            Body::Csv(record) => {
                 let fields = CsvFields {
                     record: &record,
-                    index,
+                    index: &self.index,
                 };
-                Some(parse_row(
-                    &path,
+                parse_row(
+                    path,
                     &self.columns,
                     self.want_posts,
                     line,
                     self.rows,
                     &fields,
-                ))
+                )
             }
-            Source::Jsonl {
-                reader,
-                buf,
-                line,
-                read,
-            } => loop {
-                buf.clear();
-                let n = match reader.read_until(b'\n', buf) {
-                    Ok(0) => return None,
-                    Ok(n) => n,
-                    Err(source) => {
-                        return Some(Err(RowError {
-                            reason: "unreadable file".into(),
-                            error: DataError::Io { path, source },
-                        }))
+            Body::Json(text) => {
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+                    Ok(object) => {
+                        let fields = JsonFields {
+                            object: &object,
+                            columns: &self.columns,
+                        };
+                        parse_row(
+                            path,
+                            &self.columns,
+                            self.want_posts,
+                            line,
+                            self.rows,
+                            &fields,
+                        )
                     }
-                };
-                *read += n as u64;
-                *line += 1;
-                let record_error = |message: &str| RowError {
-                    reason: "malformed row".into(),
-                    error: DataError::Record {
-                        path: path.clone(),
-                        line: *line,
-                        message: message.to_owned(),
-                    },
-                };
-                // A byte-order mark (Windows tools write one) is not part of the first record.
-                let bytes = match (*line, buf.strip_prefix(b"\xef\xbb\xbf")) {
-                    (1, Some(rest)) => rest,
-                    _ => &buf[..],
-                };
-                let Ok(text) = std::str::from_utf8(bytes) else {
-                    self.rows += 1;
-                    return Some(Err(record_error("invalid UTF-8; save the file as UTF-8")));
-                };
-                if text.trim().is_empty() {
-                    continue;
+                    Err(e) => Err(RowError {
+                        reason: "malformed row".into(),
+                        error: self.records.record_error(
+                            line,
+                            format!(
+                                "not a JSON object: {}",
+                                e.to_string().split(" at line").next().unwrap_or_default()
+                            ),
+                        ),
+                    }),
                 }
-                self.rows += 1;
-                let object = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
-                    text,
-                ) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return Some(Err(record_error(&format!(
-                            "not a JSON object: {}",
-                            e.to_string().split(" at line").next().unwrap_or_default()
-                        ))))
-                    }
-                };
-                let fields = JsonFields {
-                    object: &object,
-                    columns: &self.columns,
-                };
-                return Some(parse_row(
-                    &path,
-                    &self.columns,
-                    self.want_posts,
-                    *line,
-                    self.rows,
-                    &fields,
-                ));
-            },
-        }
+            }
+        })
     }
 }
 
@@ -436,6 +330,7 @@ fn format_number(n: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
         let p = dir.path().join(name);

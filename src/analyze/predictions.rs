@@ -1,12 +1,10 @@
 //! Levels from a file written by `epitome predict` (JSON lines, or its CSV), indexed by id so
 //! that the interactions can be joined on it.
 
-use crate::data::lines::{open_csv, CsvFile};
-use crate::data::{from_csv, quote_value, require_column, utf8_record, DataError, InputFormat};
+use crate::data::records::{Body, Records};
+use crate::data::{quote_value, DataError};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Levels of ER, IP and EX, in [`Mechanism::ALL`] order.
@@ -66,11 +64,6 @@ impl PredictionIndex {
     /// Reads a predictions file. With `skip`, bad lines are counted and left out; without,
     /// the first one is the error.
     pub fn read(path: &Path, skip: bool) -> Result<Self, DataError> {
-        let io = |source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
         let mut index = Self {
             path: path.to_path_buf(),
             entries: HashMap::new(),
@@ -91,60 +84,45 @@ impl PredictionIndex {
                 Err(e) => Err(e),
             }
         };
-        match InputFormat::from_path(path) {
-            InputFormat::Jsonl => {
-                let mut line = 0u64;
-                for bytes in BufReader::new(file).split(b'\n') {
-                    let bytes = bytes.map_err(io)?;
-                    line += 1;
-                    if bytes.iter().all(u8::is_ascii_whitespace) {
-                        continue;
+        let mut records = Records::open(
+            path,
+            "id, ER_level, IP_level, EX_level (as `epitome predict` writes them)",
+        )?;
+        let columns = match records.headers() {
+            None => None,
+            Some(_) => {
+                let id = records.require_column("id", "id")?;
+                let mut levels = [0usize; 3];
+                for (slot, m) in levels.iter_mut().zip(Mechanism::ALL) {
+                    let name = format!("{}_level", m.code());
+                    *slot = records.require_column(&name, &name)?;
+                }
+                Some((id, levels))
+            }
+        };
+        while let Some(record) = records.next() {
+            let parsed = record.and_then(|record| match (record.body, &columns) {
+                (Body::Json(text), _) => parse_json(path, record.line, text.as_bytes()),
+                (Body::Csv(fields), Some((id_col, level_cols))) => {
+                    let line = record.line;
+                    let fields = records.utf8_fields(line, &fields)?;
+                    let headers = records.headers().unwrap_or_default();
+                    let mut levels = [0u8; 3];
+                    for (m, &c) in level_cols.iter().enumerate() {
+                        let text = fields.get(c).map(String::as_str).unwrap_or("");
+                        levels[m] = parse_level(text).ok_or_else(|| DataError::Field {
+                            path: path.to_path_buf(),
+                            line,
+                            field: headers[c].clone(),
+                            message: format!("{} is not a level (0, 1 or 2)", quote_value(text)),
+                        })?;
                     }
-                    // A byte-order mark (Windows tools write one) is not part of the record.
-                    let record = match (line, bytes.strip_prefix(b"\xef\xbb\xbf")) {
-                        (1, Some(rest)) => rest,
-                        _ => &bytes[..],
-                    };
-                    add(&mut index, parse_json(path, line, record))?;
+                    let id = fields.get(*id_col).cloned().unwrap_or_default();
+                    Ok((id, levels, line))
                 }
-            }
-            InputFormat::Csv => {
-                let CsvFile {
-                    reader,
-                    headers,
-                    lines,
-                } = open_csv(path, BufReader::new(file))?;
-                let column = |name: &str| require_column(path, &headers, name);
-                let id_col = column("id")?;
-                let level_cols = Mechanism::ALL
-                    .map(|m| column(&format!("{}_level", m.code())))
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()?;
-                for record in reader.into_byte_records() {
-                    let parsed = record
-                        .map_err(|e| from_csv(path, &headers, &lines, e))
-                        .and_then(|record| {
-                            let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
-                            let fields = utf8_record(path, &headers, line, &record)?;
-                            let mut levels = [0u8; 3];
-                            for (m, &c) in level_cols.iter().enumerate() {
-                                let text = fields.get(c).map(String::as_str).unwrap_or("");
-                                levels[m] = parse_level(text).ok_or_else(|| DataError::Field {
-                                    path: path.to_path_buf(),
-                                    line,
-                                    field: headers[c].clone(),
-                                    message: format!(
-                                        "{} is not a level (0, 1 or 2)",
-                                        quote_value(text)
-                                    ),
-                                })?;
-                            }
-                            let id = fields.get(id_col).cloned().unwrap_or_default();
-                            Ok((id, levels, line))
-                        });
-                    add(&mut index, parsed)?;
-                }
-            }
+                (Body::Csv(_), None) => unreachable!("CSV records come with headers"),
+            });
+            add(&mut index, parsed)?;
         }
         Ok(index)
     }
@@ -266,6 +244,7 @@ fn parse_json(path: &Path, line: u64, bytes: &[u8]) -> Result<(String, Levels, u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]

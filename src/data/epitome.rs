@@ -1,11 +1,10 @@
 //! The EPITOME annotation release: three CSVs (one per mechanism) over the same pairs.
 
 use super::align::{locate_spans, split_rationales, CharSpan};
-use super::error::{from_csv, require_column, utf8_record, DataError};
-use super::lines::{open_csv, CsvFile};
+use super::error::DataError;
+use super::records::{utf8_record, Body, Records};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -87,35 +86,25 @@ struct Row {
     rationales: Vec<String>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let hash = crate::digest::sha256_file(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let hash = sha256_hex(&bytes);
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(DataError::Empty {
-            path: path.to_path_buf(),
-            expected: format!("a header row with the columns {}", COLUMNS.join(", ")),
-        });
-    }
-    let CsvFile {
-        mut reader,
-        headers,
-        lines,
-    } = open_csv(path, bytes.as_slice())?;
-    let col = |name: &str| require_column(path, &headers, name);
-    let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
+    let expected = || format!("a header row with the columns {}", COLUMNS.join(", "));
+    let mut records = Records::open(path, &COLUMNS.join(", "))?;
+    let idx: Vec<usize> = COLUMNS
+        .iter()
+        .map(|c| records.require_column(c, c))
+        .collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
-    for record in reader.byte_records() {
-        let record = record.map_err(|e| from_csv(path, &headers, &lines, e))?;
-        let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
-        let fields = utf8_record(path, &headers, line, &record)?;
+    while let Some(record) = records.next() {
+        let record = record?;
+        let line = record.line;
+        let Body::Csv(fields) = record.body else {
+            unreachable!("the annotations are read as CSV")
+        };
+        let fields = utf8_record(path, records.headers().unwrap_or_default(), line, &fields)?;
         let field = |i: usize| fields.get(idx[i]).cloned().unwrap_or_default();
         let level_text = field(4);
         let level = match level_text.trim().parse::<u8>() {
@@ -139,17 +128,10 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
             rationales: split_rationales(&field(5)),
         });
     }
-    if let Some(line) = lines.open_quote() {
-        return Err(DataError::Record {
-            path: path.to_path_buf(),
-            line,
-            message: super::pairs::UNCLOSED_QUOTE.into(),
-        });
-    }
     if rows.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
-            expected: format!("a header row with the columns {}", COLUMNS.join(", ")),
+            expected: expected(),
         });
     }
     Ok((rows, hash))

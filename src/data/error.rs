@@ -1,4 +1,3 @@
-use super::lines::LineTracker;
 use std::path::PathBuf;
 
 /// Everything that can be wrong with an input file. Messages name the file, the line and the
@@ -35,70 +34,6 @@ pub enum DataError {
     Inconsistent { path: PathBuf, message: String },
 }
 
-/// Turns a csv error into one that names the file, the line and, where known, the field.
-pub(crate) fn from_csv(
-    path: &std::path::Path,
-    headers: &[String],
-    lines: &LineTracker,
-    err: csv::Error,
-) -> DataError {
-    let path = path.to_path_buf();
-    let at = |pos: Option<&csv::Position>| pos.map(|p| lines.line_of(p.byte())).unwrap_or(0);
-    let line = at(err.position());
-    match err.into_kind() {
-        csv::ErrorKind::Io(source) => DataError::Io { path, source },
-        csv::ErrorKind::Utf8 { pos, err } => DataError::Field {
-            path,
-            line: pos.as_ref().map_or(line, |p| at(Some(p))),
-            field: headers
-                .get(err.field())
-                .cloned()
-                .unwrap_or_else(|| format!("#{}", err.field() + 1)),
-            message: "invalid UTF-8; save the file as UTF-8".into(),
-        },
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => DataError::Record {
-            path,
-            line: pos.as_ref().map_or(line, |p| at(Some(p))),
-            message: format!(
-                "expected {expected_len} fields, found {len} (an unclosed or stray quote, or a missing separator?)"
-            ),
-        },
-        other => DataError::Record {
-            path,
-            line,
-            message: format!("malformed CSV: {other:?}"),
-        },
-    }
-}
-
-/// Decodes a CSV record field by field, naming the line and field that is not UTF-8.
-pub(crate) fn utf8_record(
-    path: &std::path::Path,
-    headers: &[String],
-    line: u64,
-    record: &csv::ByteRecord,
-) -> Result<Vec<String>, DataError> {
-    record
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            String::from_utf8(field.to_vec()).map_err(|_| DataError::Field {
-                path: path.to_path_buf(),
-                line,
-                field: headers
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{}", i + 1)),
-                message: "invalid UTF-8; save the file as UTF-8".into(),
-            })
-        })
-        .collect()
-}
-
 /// Whether a value from a file may appear in a message: short, without spaces.
 fn is_quotable(s: &str) -> bool {
     s.chars().count() <= 24 && !s.chars().any(char::is_whitespace)
@@ -116,22 +51,6 @@ pub(crate) fn quote_value(s: &str) -> String {
             s.chars().count()
         )
     }
-}
-
-/// The position of a column the file must have, or an error listing the columns it has.
-pub(crate) fn require_column(
-    path: &std::path::Path,
-    headers: &[String],
-    name: &str,
-) -> Result<usize, DataError> {
-    headers
-        .iter()
-        .position(|h| h == name)
-        .ok_or_else(|| DataError::MissingColumn {
-            path: path.to_path_buf(),
-            column: name.to_owned(),
-            found: describe_headers(headers),
-        })
 }
 
 /// The header names of a CSV for an error message. A name that could be post text (see

@@ -109,34 +109,6 @@ impl<R: Read> Read for TrackingReader<R> {
     }
 }
 
-/// A CSV reader with line tracking, and its trimmed header names.
-pub(crate) struct CsvFile<R> {
-    pub reader: csv::Reader<TrackingReader<R>>,
-    pub headers: Vec<String>,
-    pub lines: LineTracker,
-}
-
-pub(crate) fn open_csv<R: Read>(
-    path: &std::path::Path,
-    inner: R,
-) -> Result<CsvFile<R>, super::DataError> {
-    let lines = LineTracker::default();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(lines.reader(inner));
-    let headers = reader
-        .byte_headers()
-        .map_err(|e| super::error::from_csv(path, &[], &lines, e))?
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-        .collect();
-    Ok(CsvFile {
-        reader,
-        headers,
-        lines,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,13 @@ mod epitome;
 mod error;
 pub(crate) mod lines;
 mod pairs;
+pub mod records;
 mod split;
 
 pub use align::{char_slice, locate_spans, CharSpan};
 pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
+pub(crate) use error::quote_value;
 pub use error::DataError;
-pub(crate) use error::{describe_headers, from_csv, quote_value, require_column, utf8_record};
-pub(crate) use pairs::UNCLOSED_QUOTE;
 pub use pairs::{InputFormat, Pair, PairReader};
+pub(crate) use records::UNCLOSED_QUOTE;
 pub use split::{split_dev, Split};

@@ -1,11 +1,9 @@
 //! Pairs to score: CSV or JSONL with `seeker_post`, `response_post` and an optional `id`,
 //! read as a stream so that any file size runs in bounded memory.
 
-use super::error::{from_csv, require_column, utf8_record, DataError};
-use super::lines::{open_csv, CsvFile, LineTracker, TrackingReader};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use super::error::DataError;
+use super::records::{utf8_record, Body, Records};
+use std::path::Path;
 
 /// A (seeker post, response post) pair to score.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -45,25 +43,18 @@ impl InputFormat {
     }
 }
 
-enum Source {
-    Csv {
-        records: csv::ByteRecordsIntoIter<TrackingReader<BufReader<File>>>,
-        headers: Vec<String>,
-        lines: LineTracker,
-        id: Option<usize>,
-        seeker: usize,
-        response: usize,
-    },
-    Jsonl {
-        lines: std::io::Split<BufReader<File>>,
-        line: u64,
-    },
+/// The columns of a CSV of pairs.
+struct PairColumns {
+    id: Option<usize>,
+    seeker: usize,
+    response: usize,
 }
 
 /// Iterator over the pairs of a file; the first error ends the stream.
 pub struct PairReader {
-    path: PathBuf,
-    source: Source,
+    records: Records,
+    /// `None` for JSONL.
+    columns: Option<PairColumns>,
     count: u64,
     failed: bool,
 }
@@ -76,135 +67,68 @@ struct JsonPair {
 
 impl PairReader {
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let io = |source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        if file.metadata().map_err(io)?.len() == 0 {
-            return Err(DataError::Empty {
-                path: path.to_path_buf(),
-                expected: InputFormat::from_path(path)
-                    .expected("seeker_post, response_post (and optionally id)"),
-            });
-        }
-        let source = match InputFormat::from_path(path) {
-            InputFormat::Jsonl => Source::Jsonl {
-                lines: BufReader::new(file).split(b'\n'),
-                line: 0,
-            },
-            InputFormat::Csv => {
-                let CsvFile {
-                    reader,
-                    headers,
-                    lines,
-                } = open_csv(path, BufReader::new(file))?;
-                let find = |name: &str| headers.iter().position(|h| h == name);
-                let required = |name: &str| require_column(path, &headers, name);
-                Source::Csv {
-                    id: find("id"),
-                    seeker: required("seeker_post")?,
-                    response: required("response_post")?,
-                    records: reader.into_byte_records(),
-                    headers,
-                    lines,
-                }
-            }
+        let records = Records::open(path, "seeker_post, response_post (and optionally id)")?;
+        let columns = match records.headers() {
+            None => None,
+            Some(_) => Some(PairColumns {
+                id: records.column("id"),
+                seeker: records.require_column("seeker_post", "seeker_post")?,
+                response: records.require_column("response_post", "response_post")?,
+            }),
         };
         Ok(Self {
-            path: path.to_path_buf(),
-            source,
+            records,
+            columns,
             count: 0,
             failed: false,
         })
     }
 
     fn next_pair(&mut self) -> Option<Result<Pair, DataError>> {
-        let path = &self.path;
         let n = self.count + 1;
-        match &mut self.source {
-            Source::Csv {
-                records,
-                headers,
-                lines,
-                id,
-                seeker,
-                response,
-            } => {
-                let record = match records.next() {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => return Some(Err(from_csv(path, headers, lines, e))),
-                    None => {
-                        return lines.open_quote().map(|line| {
-                            Err(DataError::Record {
-                                path: path.clone(),
-                                line,
-                                message: UNCLOSED_QUOTE.into(),
-                            })
-                        })
-                    }
-                };
-                let line = record.position().map_or(0, |p| lines.line_of(p.byte()));
-                let fields = match utf8_record(path, headers, line, &record) {
+        let record = match self.records.next()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let line = record.line;
+        match (record.body, &self.columns) {
+            (Body::Csv(fields), Some(c)) => {
+                let fields = match utf8_record(
+                    self.records.path(),
+                    self.records.headers().unwrap_or_default(),
+                    line,
+                    &fields,
+                ) {
                     Ok(f) => f,
                     Err(e) => return Some(Err(e)),
                 };
                 let get = |i: usize| fields.get(i).cloned().unwrap_or_default();
                 Some(Ok(Pair {
-                    id: id.map(get).unwrap_or_else(|| n.to_string()),
-                    seeker_post: get(*seeker),
-                    response_post: get(*response),
+                    id: c.id.map(get).unwrap_or_else(|| n.to_string()),
+                    seeker_post: get(c.seeker),
+                    response_post: get(c.response),
                 }))
             }
-            Source::Jsonl { lines, line } => loop {
-                let bytes = match lines.next()? {
-                    Ok(b) => b,
-                    Err(source) => {
-                        return Some(Err(DataError::Io {
-                            path: path.clone(),
-                            source,
-                        }))
-                    }
-                };
-                *line += 1;
-                let record_err = |message: String| DataError::Record {
-                    path: path.clone(),
-                    line: *line,
-                    message,
-                };
-                let text = match std::str::from_utf8(&bytes) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        return Some(Err(record_err(
-                            "invalid UTF-8; save the file as UTF-8".into(),
-                        )))
-                    }
-                };
-                if text.trim().is_empty() {
-                    continue;
-                }
-                let parsed = match parse_json_pair(text) {
+            (Body::Json(text), _) => {
+                let parsed = match parse_json_pair(&text) {
                     Ok(p) => p,
-                    Err(message) => return Some(Err(record_err(message))),
+                    Err(message) => return Some(Err(self.records.record_error(line, message))),
                 };
                 let id = match parsed.id {
                     None | Some(serde_json::Value::Null) => n.to_string(),
                     Some(serde_json::Value::String(s)) => s,
                     Some(other) => other.to_string(),
                 };
-                return Some(Ok(Pair {
+                Some(Ok(Pair {
                     id,
                     seeker_post: parsed.seeker_post,
                     response_post: parsed.response_post,
-                }));
-            },
+                }))
+            }
+            (Body::Csv(_), None) => None,
         }
     }
 }
-
-/// Why a CSV whose quote never closes is refused.
-pub(crate) const UNCLOSED_QUOTE: &str =
-    "a quoted field opens here and never closes: every row after it would become part of this field; close the quote (\")";
 
 /// One JSONL line as a pair. Messages name what is wrong by type and field, never by value:
 /// serde's own messages quote the offending value, which here is post text.
@@ -265,6 +189,7 @@ impl Iterator for PairReader {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::path::PathBuf;
 
     fn write(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
         let p = dir.path().join(name);
