@@ -865,3 +865,24 @@ fn a_jsonl_input_with_a_byte_order_mark_is_read_by_predict_as_by_analyze() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert_eq!(std::fs::read_to_string(&b).unwrap().lines().count(), 2);
 }
+
+#[test]
+fn a_tokenizer_from_another_encoder_is_refused_at_load_with_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny-roberta");
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["vocab_size"] = json!(10);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let encoder = epitome::encoder::PretrainedEncoder::open(dir.path()).unwrap();
+    let err = encoder
+        .text_encoder(64)
+        .err()
+        .expect("the mismatch was accepted");
+    let message = err.to_string();
+    assert!(message.contains("vocab_size is 10"), "{message}");
+    assert!(message.len() < 400, "{message}");
+}

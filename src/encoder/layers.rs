@@ -1,7 +1,10 @@
 //! The layers the encoder and the bi-encoder are built from. Their arithmetic is in
 //! [`crate::kernels`], whose fused ops carry their own backward passes, so one code path serves
 //! inference and training (candle's fused CPU softmax and layer norm have no backward pass:
-//! gradients would stop there without an error).
+//! gradients would stop there without an error). Where candle-nn's composite ops are what is
+//! wanted, they are used (the loss's `log_softmax`); the fused kernels replace the others for
+//! speed, measured in docs/PERFORMANCE.md, and tests/kernels.rs checks them against candle's
+//! ops, values and gradients.
 
 use crate::kernels::{self, AttentionDropout, QuantizedWeight};
 use crate::rng::SplitMix64;
@@ -11,6 +14,10 @@ use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
 /// Whether a forward pass trains (dropout on, drawing from the seeded generator) or infers.
+///
+/// This stands where candle-nn has `ModuleT::forward_t(x, train: bool)`: a bool cannot carry
+/// the run's seeded generator (dropout masks repeat from `--seed`), nor say that inference
+/// runs the int8 products.
 #[derive(Clone, Copy)]
 pub enum Mode<'a> {
     Infer,

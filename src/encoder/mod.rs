@@ -93,7 +93,19 @@ impl PretrainedEncoder {
                 ),
             });
         }
-        Ok(TextEncoder::from_file(&self.tokenizer_path(), max_len)?)
+        let text = TextEncoder::from_file(&self.tokenizer_path(), max_len)?;
+        // An id past the embedding table would fail deep inside the first forward pass.
+        if text.vocab_size() > self.config.vocab_size {
+            return Err(EncoderError::Invalid {
+                path: self.tokenizer_path(),
+                message: format!(
+                    "the tokenizer has {} tokens but config.json's vocab_size is {}: the tokenizer belongs to another encoder",
+                    text.vocab_size(),
+                    self.config.vocab_size
+                ),
+            });
+        }
+        Ok(text)
     }
 
     /// The encoder's tensors with the architecture prefix (`bert.`, `roberta.`) removed, so

@@ -53,6 +53,9 @@ impl TokenBatch {
     }
 }
 
+/// Hugging Face's `BertEmbeddings` (and `RobertaEmbeddings`, whose positions start after the
+/// padding id): word, position and token-type embeddings, LayerNorm, dropout.
+/// <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
 struct Embeddings {
     word: Tensor,
     position: Tensor,
@@ -202,12 +205,14 @@ impl FeedForward {
     }
 }
 
+/// Hugging Face's `BertLayer`: attention, then the feed-forward block.
 struct Layer {
     attention: SelfAttention,
     feed_forward: FeedForward,
 }
 
-/// The transformer encoder: token ids in, one hidden state per token out.
+/// The transformer encoder: token ids in, one hidden state per token out. Hugging Face's
+/// `BertModel` (or `RobertaModel`) without its pooler: `BertEmbeddings` then `BertEncoder`.
 pub struct Encoder {
     embeddings: Embeddings,
     layers: Vec<Layer>,

@@ -66,6 +66,11 @@ impl TextEncoder {
         Ok(Self { tokenizer, max_len })
     }
 
+    /// Tokens the tokenizer can produce, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
     pub fn max_len(&self) -> usize {
         self.max_len
     }
