@@ -108,20 +108,15 @@ impl InteractionReader {
         self.rows += 1;
         let path = self.records.path();
         let line = record.line;
+        let (columns, want_posts, rows) = (&self.columns, self.want_posts, self.rows);
+        let parse = |fields: &dyn Fields| parse_row(path, columns, want_posts, line, rows, fields);
         Some(match record.body {
             Body::Csv(record) => {
                 let fields = CsvFields {
                     record: &record,
                     index: &self.index,
                 };
-                parse_row(
-                    path,
-                    &self.columns,
-                    self.want_posts,
-                    line,
-                    self.rows,
-                    &fields,
-                )
+                parse(&fields)
             }
             Body::Json(text) => {
                 match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
@@ -130,14 +125,7 @@ impl InteractionReader {
                             object: &object,
                             columns: &self.columns,
                         };
-                        parse_row(
-                            path,
-                            &self.columns,
-                            self.want_posts,
-                            line,
-                            self.rows,
-                            &fields,
-                        )
+                        parse(&fields)
                     }
                     Err(e) => Err(RowError {
                         reason: "malformed row".into(),
