@@ -94,9 +94,7 @@ impl InteractionReader {
             Err(error) => {
                 self.rows += 1;
                 let reason = match &error {
-                    DataError::Record { message, .. } if message == crate::data::UNCLOSED_QUOTE => {
-                        "unclosed quote"
-                    }
+                    DataError::UnclosedQuote { .. } => "unclosed quote",
                     _ => "malformed row",
                 };
                 return Some(Err(RowError {

@@ -2,7 +2,7 @@
 
 use super::align::{locate_spans, split_rationales, CharSpan};
 use super::error::DataError;
-use super::records::{utf8_record, Body, Records};
+use super::records::{Body, Records};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -104,7 +104,7 @@ fn read_rows(path: &Path) -> Result<(Vec<Row>, String), DataError> {
         let Body::Csv(fields) = record.body else {
             unreachable!("the annotations are read as CSV")
         };
-        let fields = utf8_record(path, records.headers().unwrap_or_default(), line, &fields)?;
+        let fields = records.utf8_fields(line, &fields)?;
         let field = |i: usize| fields.get(idx[i]).cloned().unwrap_or_default();
         let level_text = field(4);
         let level = match level_text.trim().parse::<u8>() {

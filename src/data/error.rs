@@ -32,6 +32,10 @@ pub enum DataError {
     },
     #[error("{}: {message}", path.display())]
     Inconsistent { path: PathBuf, message: String },
+    /// The csv crate reads a quote left open to the end of the file as one field holding
+    /// every row after it, without an error.
+    #[error("{}, line {line}: a quoted field opens here and never closes: every row after it would become part of this field; close the quote (\")", path.display())]
+    UnclosedQuote { path: PathBuf, line: u64 },
 }
 
 /// Whether a value from a file may appear in a message: short, without spaces.

@@ -14,5 +14,4 @@ pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
 pub(crate) use error::quote_value;
 pub use error::DataError;
 pub use pairs::{InputFormat, Pair, PairReader};
-pub(crate) use records::UNCLOSED_QUOTE;
 pub use split::{split_dev, Split};

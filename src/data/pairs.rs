@@ -2,7 +2,7 @@
 //! read as a stream so that any file size runs in bounded memory.
 
 use super::error::DataError;
-use super::records::{utf8_record, Body, Records};
+use super::records::{Body, Records};
 use std::path::Path;
 
 /// A (seeker post, response post) pair to score.
@@ -93,12 +93,7 @@ impl PairReader {
         let line = record.line;
         match (record.body, &self.columns) {
             (Body::Csv(fields), Some(c)) => {
-                let fields = match utf8_record(
-                    self.records.path(),
-                    self.records.headers().unwrap_or_default(),
-                    line,
-                    &fields,
-                ) {
+                let fields = match self.records.utf8_fields(line, &fields) {
                     Ok(f) => f,
                     Err(e) => return Some(Err(e)),
                 };

@@ -10,10 +10,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-/// Why a CSV whose quote never closes is refused.
-pub(crate) const UNCLOSED_QUOTE: &str =
-    "a quoted field opens here and never closes: every row after it would become part of this field; close the quote (\")";
-
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// One record and the line it starts on.
@@ -176,10 +172,9 @@ impl Records {
                 Some(Err(e)) => Some(Err(from_csv(path, headers, lines, e))),
                 None if std::mem::replace(&mut self.ended, true) => None,
                 None => lines.open_quote().map(|line| {
-                    Err(DataError::Record {
+                    Err(DataError::UnclosedQuote {
                         path: path.clone(),
                         line,
-                        message: UNCLOSED_QUOTE.into(),
                     })
                 }),
             },
@@ -270,7 +265,7 @@ pub(crate) fn from_csv(
 }
 
 /// Decodes a CSV record field by field, naming the line and field that is not UTF-8.
-pub(crate) fn utf8_record(
+fn utf8_record(
     path: &Path,
     headers: &[String],
     line: u64,
