@@ -15,8 +15,8 @@ pub const CHUNK: usize = 256;
 pub struct Pipeline<'a> {
     scorer: Scorer<'a>,
     writer: PredictionWriter,
-    /// Where the writer writes, for messages (`None`: stdout).
-    output: Option<PathBuf>,
+    /// Where the writer writes, as messages name it ("stdout" for standard output).
+    destination: PathBuf,
     progress: &'a dyn Progress,
     scored: u64,
 }
@@ -29,28 +29,23 @@ impl<'a> Pipeline<'a> {
         progress: &'a dyn Progress,
     ) -> Result<Self, Error> {
         let mechanisms = scorer.model.config().mechanisms.clone();
-        let writer =
-            PredictionWriter::create(output, &mechanisms).map_err(|source| Error::Write {
-                path: output.map_or_else(|| PathBuf::from("stdout"), Path::to_path_buf),
-                source,
-            })?;
+        let destination = output.map_or_else(|| PathBuf::from("stdout"), Path::to_path_buf);
+        let writer = match PredictionWriter::create(output, &mechanisms) {
+            Ok(writer) => writer,
+            Err(source) => {
+                return Err(Error::Write {
+                    path: destination,
+                    source,
+                })
+            }
+        };
         Ok(Self {
             scorer,
             writer,
-            output: output.map(Path::to_path_buf),
+            destination,
             progress,
             scored: 0,
         })
-    }
-
-    fn write_error(&self, source: std::io::Error) -> Error {
-        Error::Write {
-            path: self
-                .output
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("stdout")),
-            source,
-        }
     }
 
     /// Scores one chunk, writes it, and returns its predictions in input order.
@@ -58,7 +53,10 @@ impl<'a> Pipeline<'a> {
         let predictions = predict_pairs(&self.scorer, self.scorer.text, pairs)?;
         self.writer
             .write(&predictions)
-            .map_err(|e| self.write_error(e))?;
+            .map_err(|source| Error::Write {
+                path: self.destination.clone(),
+                source,
+            })?;
         self.scored += pairs.len() as u64;
         Ok(predictions)
     }
@@ -95,10 +93,9 @@ impl<'a> Pipeline<'a> {
 
     /// Completes the output (renames the working file into place); returns the pairs scored.
     pub fn finish(self) -> Result<u64, Error> {
-        let scored = self.scored;
-        let output = self.output.clone();
+        let (scored, destination) = (self.scored, self.destination);
         self.writer.finish().map_err(|source| Error::Write {
-            path: output.unwrap_or_else(|| PathBuf::from("stdout")),
+            path: destination,
             source,
         })?;
         Ok(scored)

@@ -322,7 +322,7 @@ async fn score(
     .await
     .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the request failed"))?
     .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))?;
-    let receiver = state.batcher.submit(encoded, Some(waiting))?;
+    let receiver = state.batcher.submit(encoded, waiting)?;
     let mut predictions = receiver.await.map_err(|_| BatchError::Dead)??;
     let answer = if single {
         let first = predictions

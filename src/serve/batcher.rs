@@ -43,7 +43,7 @@ struct Job {
     queued_at: Instant,
     /// The request's place among those waiting for the model: given back when its batch starts,
     /// so that the limit counts waiting requests, not the one being scored.
-    waiting: Option<OwnedSemaphorePermit>,
+    waiting: OwnedSemaphorePermit,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -184,7 +184,7 @@ impl Batcher {
     pub fn submit(
         &self,
         pairs: Vec<EncodedPair>,
-        waiting: Option<OwnedSemaphorePermit>,
+        waiting: OwnedSemaphorePermit,
     ) -> Result<oneshot::Receiver<Reply>, BatchError> {
         if self.health() == Health::Dead {
             return Err(BatchError::Dead);
