@@ -769,16 +769,23 @@ fn analyze(args: &AnalyzeArgs) -> Result<()> {
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let options = args.options()?;
-    let (encoder, source) = args.encoder.resolve()?;
-    let summary = epitome::train::train(
+    train_and_report(
         &args.data,
-        &encoder,
-        &source,
-        &options,
+        args.encoder.encoder.as_deref(),
+        &args.options()?,
         &args.out,
-        &Bars::default(),
-    )?;
+    )
+}
+
+/// Trains with bars on stderr, then says what was kept and its dev metrics.
+fn train_and_report(
+    data: &Path,
+    encoder: Option<&Path>,
+    options: &TrainOptions,
+    out: &Path,
+) -> Result<()> {
+    let (encoder, source) = resolve_encoder(encoder)?;
+    let summary = epitome::train::train(data, &encoder, &source, options, out, &Bars::default())?;
     eprintln!(
         "trained on {} pairs ({} dev) in {:.0} s; kept epoch {}; bundle written to {}",
         summary.train_pairs,
@@ -887,19 +894,12 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
             model.display(),
             args.data.display()
         );
-        let (encoder, source) = resolve_encoder(None)?;
-        let options = TrainOptions::default_for_minilm();
-        let summary = epitome::train::train(
+        train_and_report(
             &args.data,
-            &encoder,
-            &source,
-            &options,
+            None,
+            &TrainOptions::default_for_minilm(),
             &model,
-            &Bars::default(),
         )?;
-        if let Some(dev) = &summary.dev {
-            eprint!("dev metrics:\n{}", dev.table());
-        }
     }
     eprintln!("scoring {} with {}", args.input.display(), model.display());
     let bundle = epitome::bundle::load(&model, &Device::Cpu)?;
