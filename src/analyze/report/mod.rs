@@ -21,6 +21,7 @@ pub fn write_reports(insights: &Insights, dir: &Path) -> std::io::Result<()> {
 }
 
 mod csv;
+mod document;
 mod findings;
 mod format;
 mod html;
@@ -69,6 +70,48 @@ mod tests {
         let html = html(&insights("<script>alert(1)</script>&.csv"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;.csv"));
+    }
+
+    #[test]
+    fn markdown_and_html_render_every_block_of_the_one_description() {
+        let r = insights("in.csv");
+        let (md, page) = (markdown(&r), html(&r));
+        let doc = document::document(&r);
+        let mut texts = vec![doc.scope.clone(), doc.footer.clone()];
+        let mut tables = 0;
+        for section in &doc.sections {
+            texts.push(section.title.clone());
+            for block in &section.blocks {
+                match block {
+                    document::Block::Paragraph(t)
+                    | document::Block::Verdict(t)
+                    | document::Block::Subheading(t)
+                    | document::Block::Warning(t) => texts.push(t.clone()),
+                    document::Block::List(_, items) => texts.extend(items.iter().cloned()),
+                    document::Block::Table(t) => {
+                        tables += 1;
+                        texts.extend(t.head.iter().map(|h| h.to_string()));
+                        for row in &t.rows {
+                            for cell in row {
+                                if let document::Cell::Text(t) = cell {
+                                    texts.push(t.clone());
+                                }
+                            }
+                        }
+                    }
+                    document::Block::Chart(_) => {}
+                }
+            }
+        }
+        assert!(doc.sections.len() >= 4 && tables >= 5);
+        for t in &texts {
+            assert!(md.contains(t.as_str()), "report.md lacks {t:?}");
+            assert!(page.contains(&html::esc(t)), "report.html lacks {t:?}");
+        }
+        assert_eq!(md.matches("\n## ").count(), doc.sections.len());
+        assert_eq!(page.matches("<section id=").count(), doc.sections.len());
+        assert_eq!(page.matches("<table>").count(), tables);
+        assert_eq!(md.matches("\n| ---").count(), tables);
     }
 
     #[test]
