@@ -12,7 +12,7 @@ pub enum Error {
     Encoder(#[from] crate::encoder::EncoderError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
-    #[error("model computation failed: {}", without_backtrace(.0))]
+    #[error("model computation failed: {}", crate::model::without_backtrace(.0))]
     Tensor(#[from] candle_core::Error),
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -21,8 +21,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
-    #[error(transparent)]
-    Import(#[from] crate::bundle::ImportError),
     #[error(transparent)]
     Analyze(#[from] crate::analyze::AnalyzeError),
     #[error(transparent)]
@@ -50,22 +48,4 @@ impl OptionError {
             Err(Self { flag, requirement })
         }
     }
-}
-
-/// candle attaches a backtrace to its errors when RUST_BACKTRACE is set: kilobytes of build
-/// paths that tell a user nothing. The message is what comes before it.
-fn without_backtrace(e: &candle_core::Error) -> String {
-    let text = e.to_string();
-    let is_frame = |line: &str| {
-        let t = line.trim_start();
-        t.split_once(':')
-            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-            && line.starts_with(' ')
-    };
-    text.lines()
-        .take_while(|line| !is_frame(line))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim_end()
-        .to_owned()
 }

@@ -7,7 +7,6 @@ use crate::mechanism::Mechanism;
 use crate::model::import::{read_checkpoint, rename_original};
 use crate::model::params::ParamSource;
 use crate::model::{BiEncoder, ModelConfig, ResponderSharing, SEEKER_PREFIX};
-use crate::Error;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ pub enum ImportError {
     LackTensors { names: Vec<String> },
 }
 
-fn same(a: &Tensor, b: &Tensor) -> Result<bool, Error> {
+fn same(a: &Tensor, b: &Tensor) -> Result<bool, candle_core::Error> {
     if a.dims() != b.dims() {
         return Ok(false);
     }
@@ -47,7 +46,7 @@ pub fn import_original(
     checkpoints: &[(Mechanism, PathBuf)],
     max_len: usize,
     out: &Path,
-) -> Result<(), Error> {
+) -> Result<(), BundleError> {
     let device = Device::Cpu;
     let mut checkpoints = checkpoints.to_vec();
     checkpoints.sort_by_key(|(m, _)| *m);

@@ -16,12 +16,13 @@ pub use import::{import_original, ImportError};
 
 use crate::data::{LoadReport, Split};
 use crate::digest::{sha256_bytes, sha256_file};
-use crate::encoder::{EncoderConfig, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::encoder::{
+    EncoderConfig, EncoderError, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+};
 use crate::model::params::ParamSource;
-use crate::model::{BiEncoder, ModelConfig, SEEKER_PREFIX};
+use crate::model::{without_backtrace, BiEncoder, ModelConfig, SEEKER_PREFIX};
 use crate::predict::Scorer;
 use crate::text::TextEncoder;
-use crate::Error;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,17 @@ pub enum BundleError {
         field: String,
         message: String,
     },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error("cannot build the model: {}", without_backtrace(.0))]
+    Tensor(#[from] candle_core::Error),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -183,14 +195,14 @@ impl LoadedBundle {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Write {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Write {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn link_or_copy(from: &Path, to: &Path) -> Result<(), Error> {
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), BundleError> {
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to).map_err(io_err(to))?;
     }
@@ -203,7 +215,7 @@ pub fn save(
     mut info: BundleInfo,
     encoder: &PretrainedEncoder,
     fine_tuned: &HashMap<String, Tensor>,
-) -> Result<(), Error> {
+) -> Result<(), BundleError> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -233,7 +245,7 @@ pub fn save(
             message: e.to_string(),
         })?;
         std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
-        Ok::<(), Error>(())
+        Ok::<(), BundleError>(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
@@ -252,7 +264,7 @@ pub fn save(
 }
 
 /// Reads `bundle.json` alone, without loading or verifying weights.
-pub fn read_info(dir: &Path) -> Result<BundleInfo, Error> {
+pub fn read_info(dir: &Path) -> Result<BundleInfo, BundleError> {
     let path = dir.join(BUNDLE_FILE);
     if !path.is_file() {
         return Err(BundleError::NotABundle {
@@ -283,7 +295,7 @@ pub fn read_info(dir: &Path) -> Result<BundleInfo, Error> {
 }
 
 /// Loads and verifies a bundle.
-pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, Error> {
+pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
     let info = read_info(dir)?;
     for (rel, expected) in &info.files {
         let path = dir.join(rel);

@@ -8,3 +8,21 @@ pub mod params;
 pub use biencoder::{
     BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, RESPONDER_PREFIX, SEEKER_PREFIX,
 };
+
+/// candle attaches a backtrace to its errors when RUST_BACKTRACE is set: kilobytes of build
+/// paths that tell a user nothing. The message is what comes before it.
+pub fn without_backtrace(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        t.split_once(':')
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            && line.starts_with(' ')
+    };
+    text.lines()
+        .take_while(|line| !is_frame(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
+}
