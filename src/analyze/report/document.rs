@@ -193,7 +193,7 @@ fn levels(e: &EmpathyLevels, high_min: u8) -> Section<'_> {
 
 fn outcomes(outcomes: &[OutcomeByLevel]) -> Section<'_> {
     let mut blocks = vec![Block::Paragraph(
-        "Each value is compared with responses with none of that mechanism (level 0); the chart shows that change with its 95% interval.".into(),
+        "The change of each value is against responses with none of that mechanism (level 0), with its 95% interval.".into(),
     )];
     for o in outcomes {
         let mut forest = Vec::new();
