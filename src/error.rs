@@ -28,6 +28,8 @@ pub enum Error {
     #[error(transparent)]
     Eval(#[from] crate::evaluate::EvalError),
     #[error(transparent)]
+    Experiment(#[from] crate::experiment::ExperimentError),
+    #[error(transparent)]
     Option(#[from] OptionError),
 }
 

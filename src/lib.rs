@@ -15,6 +15,7 @@ pub mod digest;
 pub mod encoder;
 mod error;
 pub mod evaluate;
+pub mod experiment;
 pub mod features;
 pub mod home;
 pub mod kernels;

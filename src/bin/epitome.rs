@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use epitome::analyze::{ColumnMap, OnError, ResampleUnit};
+use epitome::bundle::ModelSource;
 use epitome::data::{Pair, PairReader};
 use epitome::encoder::fetch::{
     default_encoder_dir, ensure_default_encoder, fetch_default_encoder, resolve_encoder,
@@ -40,13 +41,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Fetch the default encoder, train the default model if there is none, score the sample.
+    /// Fetch the default encoder, install the shipped model, score the sample.
     Quickstart(QuickstartArgs),
     /// Manage the pretrained encoder.
     #[command(subcommand)]
     Encoder(EncoderCommand),
     /// Train a model on the EPITOME annotations and write a model bundle.
     Train(TrainArgs),
+    /// The paper's comparison table on this split: baselines and bi-encoder recipes, each the
+    /// mean ± sd over seeds; trained bundles are kept and reused, so a stopped run resumes.
+    Experiment(ExperimentArgs),
     /// Evaluate a model on annotated data: levels and rationales, per mechanism.
     Eval(EvalArgs),
     /// Predict levels and rationales for (seeker post, response post) pairs.
@@ -59,6 +63,9 @@ enum Command {
     Loadtest(LoadtestArgs),
     /// Make a bundle from checkpoints of the original code (one per mechanism, .pth or .safetensors).
     Import(ImportArgs),
+    /// Copy a bundle with its fine-tuned tensors stored in another number format (f16 halves
+    /// the file; scoring still computes in f32).
+    Export(ExportArgs),
     /// Platform insights: how empathic responses are, whether empathy goes with more likes,
     /// replies and follows, and whether supporters improve with experience.
     Analyze(AnalyzeArgs),
@@ -79,9 +86,10 @@ struct AnalyzeArgs {
     /// the input has no id column).
     #[arg(long)]
     predictions: Option<PathBuf>,
-    /// Compute the levels with this model bundle instead (saved to DIR/predictions.jsonl).
+    /// Compute the levels with this model instead (a bundle directory, or `default` for the
+    /// shipped model); they are saved to OUT/predictions.jsonl.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Option<ModelSource>,
     /// Directory for report.html, report.md, insights.json and estimates.csv.
     #[arg(long)]
     out: PathBuf,
@@ -129,6 +137,58 @@ struct SynthArgs {
     /// doubling of experience (negative: towards level 0). 0: flat.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     learning: f64,
+}
+
+#[derive(Args, Debug)]
+struct ExperimentArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the bundles (OUT/RECIPE/seed-N), results.json and results.md go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of seeds: 12, 13, ... Each seed draws its own split and training.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// A bi-encoder row: `default`, or NAME:FIELD=VALUE,... over the default training options
+    /// (e.g. len128:max_len=128). Repeat for more rows.
+    #[arg(long = "recipe", default_value = "default")]
+    recipes: Vec<epitome::experiment::Recipe>,
+    /// Leave out the majority-class and TF-IDF rows.
+    #[arg(long)]
+    no_baselines: bool,
+    #[command(flatten)]
+    encoder: EncoderArg,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The bundle to copy.
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write the copy (replaced only once complete).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number format of the stored fine-tuned tensors.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: StoredDType,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StoredDType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<StoredDType> for candle_core::DType {
+    fn from(d: StoredDType) -> Self {
+        match d {
+            StoredDType::F32 => candle_core::DType::F32,
+            StoredDType::F16 => candle_core::DType::F16,
+            StoredDType::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -181,11 +241,8 @@ struct LoadtestArgs {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// A model bundle written by `epitome train`.
-    #[arg(long, env = "EPITOME_MODEL")]
-    model: PathBuf,
     #[command(flatten)]
-    precision: PrecisionArg,
+    model: ModelArg,
     /// Address to listen on. The default is reachable from this machine only.
     #[arg(long, env = "EPITOME_ADDR", default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
@@ -259,17 +316,22 @@ enum EncoderCommand {
 }
 
 #[derive(Args, Debug)]
-struct PrecisionArg {
+struct ModelArg {
+    /// A model bundle directory written by `epitome train`, or `default` for the model that
+    /// ships with epitome (installed into the cache on first use, with the default encoder).
+    #[arg(long, env = "EPITOME_MODEL", default_value = ModelSource::SHIPPED)]
+    model: ModelSource,
     /// Number format of the encoders' products: f32, or int8 (int8 weights and
     /// activations, f32 norms and softmax; see docs/RESULTS.md for its dev metrics).
     #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "f32")]
     precision: epitome::kernels::Precision,
 }
 
-impl PrecisionArg {
-    /// The bundle at `dir`, set to run at this precision.
-    fn load(&self, dir: &Path) -> Result<epitome::bundle::LoadedBundle> {
-        let mut loaded = epitome::bundle::load(dir, &Device::Cpu)?;
+impl ModelArg {
+    /// The bundle, set to run at the chosen precision.
+    fn load(&self) -> Result<epitome::bundle::LoadedBundle> {
+        let dir = self.model.resolve()?;
+        let mut loaded = epitome::bundle::load(&dir, &Device::Cpu)?;
         loaded.model.set_precision(self.precision);
         Ok(loaded)
     }
@@ -391,11 +453,8 @@ impl TrainArgs {
 
 #[derive(Args, Debug)]
 struct EvalArgs {
-    /// A model bundle written by `epitome train`.
-    #[arg(long, env = "EPITOME_MODEL")]
-    model: PathBuf,
     #[command(flatten)]
-    precision: PrecisionArg,
+    model: ModelArg,
     /// Directory with the three EPITOME CSVs.
     #[arg(long)]
     data: PathBuf,
@@ -409,11 +468,8 @@ struct EvalArgs {
 
 #[derive(Args, Debug)]
 struct PredictArgs {
-    /// A model bundle written by `epitome train`.
-    #[arg(long, env = "EPITOME_MODEL")]
-    model: PathBuf,
     #[command(flatten)]
-    precision: PrecisionArg,
+    model: ModelArg,
     /// CSV or JSONL with seeker_post, response_post and optionally id.
     #[arg(long, conflicts_with_all = ["seeker", "response"])]
     input: Option<PathBuf>,
@@ -430,13 +486,10 @@ struct PredictArgs {
 
 #[derive(Args, Debug)]
 struct QuickstartArgs {
-    /// Directory with the three EPITOME CSVs.
-    #[arg(long, default_value = "../shared/data/epitome-reddit")]
-    data: PathBuf,
-    /// Where the default model lives (trained there if absent).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Pairs to score once the model exists.
+    /// The model to score with: `default` (shipped with epitome) or a bundle directory.
+    #[arg(long, env = "EPITOME_MODEL", default_value = ModelSource::SHIPPED)]
+    model: ModelSource,
+    /// Pairs to score.
     #[arg(
         long,
         default_value = "../shared/data/epitome-reddit/sample_test_input.csv"
@@ -553,6 +606,7 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(&args),
+        Command::Experiment(args) => experiment(&args),
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
         Command::Quickstart(args) => quickstart(&args),
@@ -566,7 +620,28 @@ fn run(command: Command) -> Result<()> {
             eprintln!("bundle written to {}", args.out.display());
             Ok(())
         }
+        Command::Export(args) => {
+            epitome::bundle::export(&args.model, &args.out, args.dtype.into(), record_command)?;
+            eprintln!("bundle written to {}", args.out.display());
+            Ok(())
+        }
         Command::Bench(args) => bench(&args),
+    }
+}
+
+/// Bundles trained before `training.command` was recorded get it from their options.
+fn record_command(info: &mut epitome::bundle::BundleInfo) {
+    let serde_json::Value::Object(training) = &mut info.training else {
+        return;
+    };
+    if training.contains_key("command") {
+        return;
+    }
+    let options = training
+        .get("options")
+        .and_then(|o| serde_json::from_value::<TrainOptions>(o.clone()).ok());
+    if let Some(options) = options {
+        training.insert("command".into(), options.command_line().into());
     }
 }
 
@@ -692,7 +767,7 @@ fn loadtest(args: &LoadtestArgs) -> Result<()> {
 
 fn serve(args: &ServeArgs) -> Result<()> {
     let config = args.config()?;
-    let bundle = args.precision.load(&args.model)?;
+    let bundle = args.model.load()?;
     match (&config.token, args.addr.ip().is_loopback()) {
         (None, true) => tracing::info!("no token: reachable from this machine only ({})", args.addr),
         (None, false) => tracing::warn!(
@@ -713,10 +788,14 @@ fn serve(args: &ServeArgs) -> Result<()> {
 
 fn analyze(args: &AnalyzeArgs) -> Result<()> {
     use epitome::analyze::job::{self, AnalyzeJob, LevelsFrom};
-    let levels = match (&args.predictions, &args.model) {
+    let model_dir = match (&args.predictions, &args.model) {
+        (None, Some(model)) => Some(model.resolve()?),
+        _ => None,
+    };
+    let levels = match (&args.predictions, &model_dir) {
         (Some(predictions), _) => LevelsFrom::Predictions(predictions),
-        (None, Some(model)) => LevelsFrom::Model(model),
-        (None, None) => bail!("give --predictions FILE or --model DIR"),
+        (None, Some(dir)) => LevelsFrom::Model(dir),
+        (None, None) => bail!("give --predictions FILE or --model DIR (or --model default)"),
     };
     let job = AnalyzeJob {
         input: &args.input,
@@ -800,8 +879,36 @@ fn train_and_report(
     Ok(())
 }
 
+fn experiment(args: &ExperimentArgs) -> Result<()> {
+    use epitome::experiment::{self, ExperimentOptions};
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let (encoder, source) = args.encoder.resolve()?;
+    let options = ExperimentOptions {
+        seeds: (12..12 + args.seeds).collect(),
+        recipes: args.recipes.clone(),
+        baselines: !args.no_baselines,
+    };
+    let report = experiment::run(
+        &args.data,
+        &encoder,
+        &source,
+        &options,
+        &args.out,
+        &Bars::default(),
+    )?;
+    let table = experiment::markdown(&report);
+    write_atomically(
+        &args.out.join("results.json"),
+        &(serde_json::to_string_pretty(&report)? + "\n"),
+    )?;
+    write_atomically(&args.out.join("results.md"), &table)?;
+    print!("{table}");
+    Ok(())
+}
+
 fn eval(args: &EvalArgs) -> Result<()> {
-    let bundle = args.precision.load(&args.model)?;
+    let bundle = args.model.load()?;
     let evaluation = evaluate_bundle(&bundle, &args.data, args.split, &Bars::default())?;
     let report = &evaluation.report;
     print!("{}", report.table());
@@ -857,7 +964,7 @@ fn print_prediction(prediction: &PairPrediction, max_len: usize) {
 }
 
 fn predict(args: &PredictArgs) -> Result<()> {
-    let bundle = args.precision.load(&args.model)?;
+    let bundle = args.model.load()?;
     if let (Some(seeker), Some(response)) = (&args.seeker, &args.response) {
         let pair = Pair {
             id: "1".into(),
@@ -884,24 +991,8 @@ fn predict(args: &PredictArgs) -> Result<()> {
 }
 
 fn quickstart(args: &QuickstartArgs) -> Result<()> {
-    let model = args
-        .model
-        .clone()
-        .unwrap_or_else(epitome::home::default_model_dir);
-    if !model.join(epitome::bundle::BUNDLE_FILE).is_file() {
-        eprintln!(
-            "no model at {}: training the default model on {} (about 15 minutes on 2 cores)",
-            model.display(),
-            args.data.display()
-        );
-        train_and_report(
-            &args.data,
-            None,
-            &TrainOptions::default_for_minilm(),
-            &model,
-        )?;
-    }
-    eprintln!("scoring {} with {}", args.input.display(), model.display());
+    let model = args.model.resolve()?;
+    eprintln!("scoring {} with {}", args.input.display(), args.model);
     let bundle = epitome::bundle::load(&model, &Device::Cpu)?;
     predict_file(bundle.scorer(), &args.input, None, &Bars::default())?;
     Ok(())

@@ -11,8 +11,10 @@
 //! verifies every hash and every tensor and names what is wrong.
 
 mod import;
+mod shipped;
 
 pub use import::{import_original, ImportError};
+pub use shipped::{install as install_shipped, shipped_info, ModelSource};
 
 use crate::data::{LoadReport, Split};
 use crate::digest::{sha256_bytes, sha256_file};
@@ -23,7 +25,7 @@ use crate::model::params::ParamSource;
 use crate::model::{without_backtrace, BiEncoder, ModelConfig, SEEKER_PREFIX};
 use crate::predict::Scorer;
 use crate::text::TextEncoder;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -321,6 +323,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
             message: format!("cannot read the weights: {e}"),
         }
     })?;
+    // Weights may be stored in f16 (the shipped model is); the model computes in f32.
+    let fine_tuned = fine_tuned
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
+        .collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
     let fine_tuned_names: Vec<String> = fine_tuned.keys().cloned().collect();
     let tensors = assemble(&info.model, pretrained, fine_tuned);
     let source = ParamSource::load(tensors);
@@ -350,6 +357,27 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         dir: dir.to_path_buf(),
         device: device.clone(),
     })
+}
+
+/// Writes a copy of the bundle at `src` to `dest` with its fine-tuned tensors stored as
+/// `dtype` (f16 halves the file; the model still computes in f32), its description first
+/// passed through `edit` (to record how it was made, say).
+pub fn export(
+    src: &Path,
+    dest: &Path,
+    dtype: DType,
+    edit: impl FnOnce(&mut BundleInfo),
+) -> Result<(), BundleError> {
+    let loaded = load(src, &Device::Cpu)?;
+    let weights_path = src.join(FINE_TUNED_FILE);
+    let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)?
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(dtype)?)))
+        .collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
+    let mut info = loaded.info;
+    edit(&mut info);
+    let encoder = PretrainedEncoder::open(&src.join(ENCODER_DIR))?;
+    save(dest, info, &encoder, &tensors)
 }
 
 /// The model's full tensor map: the pretrained encoder as seeker and as the starting point of

@@ -578,6 +578,7 @@ pub fn train(
             config: encoder.config.clone(),
         },
         training: serde_json::json!({
+            "command": options.command_line(),
             "options": options,
             "best_epoch": best_epoch,
             "history": history,

@@ -47,6 +47,24 @@ impl LevelWeighting {
     }
 }
 
+impl std::fmt::Display for LevelWeighting {
+    /// The form `--class-weights` reads: `ER=sqrt,IP=inverse,EX=inverse`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let name = |w: ClassWeighting| {
+            w.to_possible_value()
+                .map_or(String::new(), |v| v.get_name().to_owned())
+        };
+        write!(
+            f,
+            "ER={},IP={},EX={}",
+            name(self.er),
+            name(self.ip),
+            name(self.ex)
+        )
+    }
+}
+
 impl std::str::FromStr for LevelWeighting {
     type Err = String;
 
@@ -140,6 +158,46 @@ impl TrainOptions {
             train_embeddings: false,
             ..Self::paper()
         }
+    }
+
+    /// The `epitome train` command that trains with these options, naming only the flags
+    /// that differ from the default preset, and the seed (`DATA` and `OUT` stand for the
+    /// directories).
+    pub fn command_line(&self) -> String {
+        let base = Self::default_for_minilm();
+        let mut flags = vec![format!(
+            "epitome train --data DATA --out OUT --seed {}",
+            self.seed
+        )];
+        macro_rules! flag {
+            ($($field:ident => $name:literal),*) => {
+                $( if self.$field != base.$field { flags.push(format!("--{} {}", $name, self.$field)); } )*
+            };
+        }
+        flag!(
+            epochs => "epochs",
+            batch_size => "batch-size",
+            lr => "lr",
+            warmup => "warmup",
+            weight_decay => "weight-decay",
+            lambda_ei => "lambda-ei",
+            lambda_re => "lambda-re",
+            max_len => "max-len",
+            dropout => "dropout",
+            dev_fraction => "dev-fraction",
+            class_weights => "class-weights",
+            train_embeddings => "train-embeddings"
+        );
+        if self.responder != base.responder {
+            use clap::ValueEnum;
+            if let Some(v) = self.responder.to_possible_value() {
+                flags.push(format!("--responder {}", v.get_name()));
+            }
+        }
+        if let Some(limit) = self.limit {
+            flags.push(format!("--limit {limit}"));
+        }
+        flags.join(" ")
     }
 
     /// Refuses settings no run can use, naming the flag.
