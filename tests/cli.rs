@@ -886,3 +886,79 @@ fn a_tokenizer_from_another_encoder_is_refused_at_load_with_a_short_message() {
     assert!(message.contains("vocab_size is 10"), "{message}");
     assert!(message.len() < 400, "{message}");
 }
+
+#[test]
+fn experiment_runs_folds_over_seeds_resumes_and_refuses_a_stale_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let run = |recipe: &str| {
+        epitome(
+            dir.path(),
+            &[
+                "experiment",
+                "--data",
+                data_dir().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--encoder",
+                &tiny_encoder(),
+                "--seeds",
+                "2",
+                "--folds",
+                "2",
+                "--no-baselines",
+                "--recipe",
+                recipe,
+            ],
+        )
+    };
+    let first = run("tiny:limit=24,epochs=1,batch_size=8");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let row = &results["rows"][0];
+    assert_eq!(row["name"], "Bi-encoder, tiny");
+    let runs = row["runs"].as_array().unwrap();
+    let sides: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r["seed"].as_u64().unwrap(), r["fold"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sides, [(12, 0), (12, 1), (13, 0), (13, 1)]);
+    // Two folds of 24 pairs: the dev sides of one seed cover every pair once.
+    let dev: Vec<u64> = runs
+        .iter()
+        .map(|r| r["dev_pairs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dev[0] + dev[1], 24);
+    assert_eq!(dev[2] + dev[3], 24);
+    let f1: Vec<f64> = runs
+        .iter()
+        .map(|r| r["scores"][0]["macro_f1"].as_f64().unwrap())
+        .collect();
+    let mean = f1.iter().sum::<f64>() / 4.0;
+    assert!((row["mean"][0]["macro_f1"].as_f64().unwrap() - mean).abs() < 1e-9);
+    let bundle = out.join("tiny/seed-13-fold-1/bundle.json");
+    let written = std::fs::metadata(&bundle).unwrap().modified().unwrap();
+    let table = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(table.contains("| Bi-encoder, tiny |"), "{table}");
+
+    // Run again: every bundle is reused, the results are the same.
+    let again = run("tiny:limit=24,epochs=1,batch_size=8");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().modified().unwrap(),
+        written
+    );
+    let results_again: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results_again["rows"], results["rows"]);
+
+    // The same name with other options is refused, naming the directory.
+    let stale = run("tiny:limit=24,epochs=2,batch_size=8");
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("seed-12-fold-0") && stderr(&stale).contains("other options"),
+        "{}",
+        stderr(&stale)
+    );
+}

@@ -157,6 +157,10 @@ struct ExperimentArgs {
     /// Leave out the majority-class and TF-IDF rows.
     #[arg(long)]
     no_baselines: bool,
+    /// Grouped, stratified k-fold: every seed runs each of K folds as dev (K trainings per
+    /// seed and recipe) instead of one 10% dev split.
+    #[arg(long)]
+    folds: Option<usize>,
     #[command(flatten)]
     encoder: EncoderArg,
 }
@@ -402,6 +406,10 @@ struct TrainArgs {
     /// Use only the first N pairs (smoke tests).
     #[arg(long)]
     limit: Option<usize>,
+    /// Grouped, stratified k-fold instead of --dev-fraction: INDEX/COUNT makes fold INDEX
+    /// (from 0) of COUNT the dev side.
+    #[arg(long)]
+    fold: Option<epitome::data::Fold>,
     /// One responder encoder for all mechanisms, or one each.
     #[arg(long, value_enum)]
     responder: Option<ResponderSharing>,
@@ -446,6 +454,7 @@ impl TrainArgs {
             weight_decay
         );
         o.limit = self.limit;
+        o.fold = self.fold;
         o.validate()?;
         Ok(o)
     }
@@ -888,6 +897,7 @@ fn experiment(args: &ExperimentArgs) -> Result<()> {
         seeds: (12..12 + args.seeds).collect(),
         recipes: args.recipes.clone(),
         baselines: !args.no_baselines,
+        folds: args.folds,
     };
     let report = experiment::run(
         &args.data,

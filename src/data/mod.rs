@@ -14,4 +14,4 @@ pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
 pub(crate) use error::quote_value;
 pub use error::DataError;
 pub use pairs::{InputFormat, Pair, PairReader};
-pub use split::{split_dev, Split};
+pub use split::{split_dev, split_fold, Fold, Split};

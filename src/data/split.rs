@@ -41,11 +41,10 @@ fn normalized(text: &str) -> String {
         .to_lowercase()
 }
 
-/// Splits `examples` so that no seeker post is on both sides (same sp_id or same text up to
-/// whitespace and case), and each stratum keeps its share on the dev side. A group's stratum is
-/// its rarest (mechanism, level) class, so the rare classes that dominate macro-F1 (level 1 of IP
-/// and EX) are represented in dev.
-pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
+/// Groups of examples that must stay on one side (same sp_id or same seeker text up to
+/// whitespace and case), by stratum: a group's rarest (mechanism, level) class, so that the
+/// rare classes that dominate macro-F1 (level 1 of IP and EX) are spread over the sides.
+fn strata(examples: &[Example]) -> BTreeMap<(usize, usize, usize), Vec<Vec<usize>>> {
     let n = examples.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut first_by_key: HashMap<String, usize> = HashMap::new();
@@ -91,10 +90,32 @@ pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
             .unwrap_or((0, 0, 0));
         strata.entry(rarest).or_default().push(members);
     }
+    strata
+}
 
+fn split_of(examples: &[Example], is_dev: &[bool], seed: u64, dev_fraction: f64) -> Split {
+    let (mut train, mut dev) = (Vec::new(), Vec::new());
+    for (e, &d) in examples.iter().zip(is_dev) {
+        if d {
+            dev.push(e.id())
+        } else {
+            train.push(e.id())
+        }
+    }
+    Split {
+        seed,
+        dev_fraction,
+        train,
+        dev,
+    }
+}
+
+/// Splits `examples` so that no seeker post is on both sides, and each stratum keeps its share
+/// on the dev side.
+pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
     let mut rng = SplitMix64::new(seed);
-    let mut is_dev = vec![false; n];
-    for groups in strata.values_mut() {
+    let mut is_dev = vec![false; examples.len()];
+    for groups in strata(examples).values_mut() {
         rng.shuffle(groups);
         let total: usize = groups.iter().map(Vec::len).sum();
         let target = (total as f64 * dev_fraction).round() as usize;
@@ -109,20 +130,55 @@ pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
             }
         }
     }
-    let (mut train, mut dev) = (Vec::new(), Vec::new());
-    for (e, d) in examples.iter().zip(is_dev) {
-        if d {
-            dev.push(e.id())
-        } else {
-            train.push(e.id())
+    split_of(examples, &is_dev, seed, dev_fraction)
+}
+
+/// Which of `count` grouped folds is the dev side; written `INDEX/COUNT` (0-based index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Fold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (index, count) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}': expected INDEX/COUNT, e.g. 0/5"))?;
+        let number = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}': expected INDEX/COUNT, e.g. 0/5"))
+        };
+        Ok(Fold {
+            index: number(index)?,
+            count: number(count)?,
+        })
+    }
+}
+
+/// Grouped, stratified k-fold: the groups of each stratum are dealt, in a seeded order, to the
+/// fold that holds the fewest pairs of that stratum so far; fold `fold.index` is dev. Over the
+/// `count` folds every pair is in dev exactly once.
+pub fn split_fold(examples: &[Example], fold: Fold, seed: u64) -> Split {
+    let count = fold.count.max(1);
+    let mut rng = SplitMix64::new(seed);
+    let mut fold_of = vec![0usize; examples.len()];
+    for groups in strata(examples).values_mut() {
+        rng.shuffle(groups);
+        let mut sizes = vec![0usize; count];
+        for g in groups.iter() {
+            let k = (0..count).min_by_key(|&k| (sizes[k], k)).unwrap_or(0);
+            sizes[k] += g.len();
+            for &i in g {
+                fold_of[i] = k;
+            }
         }
     }
-    Split {
-        seed,
-        dev_fraction,
-        train,
-        dev,
-    }
+    let is_dev: Vec<bool> = fold_of.iter().map(|&k| k == fold.index).collect();
+    split_of(examples, &is_dev, seed, 1.0 / count as f64)
 }
 
 #[cfg(test)]
@@ -164,5 +220,30 @@ mod tests {
         assert!((dev.len() as f64 - 80.0).abs() <= 4.0, "{}", dev.len());
         let rare_in_dev = dev.iter().filter(|e| e.labels[1].level == 1).count();
         assert_eq!(rare_in_dev, 4, "the rare class keeps its share");
+    }
+
+    #[test]
+    fn folds_put_every_pair_in_dev_once_and_keep_seekers_together() {
+        let mut examples = Vec::new();
+        for i in 0..150 {
+            let rare = if i % 10 == 0 { 1 } else { 0 };
+            examples.push(example(i, 2 * i, &format!("seeker {i}"), [0, rare, 2]));
+            examples.push(example(i, 2 * i + 1, &format!("Seeker  {i}"), [1, 0, 0]));
+        }
+        let mut times_in_dev = std::collections::HashMap::new();
+        for index in 0..5 {
+            let split = split_fold(&examples, Fold { index, count: 5 }, 12);
+            assert_eq!(split.train.len() + split.dev.len(), examples.len());
+            let (train, dev) = split.partition(&examples);
+            let dev_seekers: std::collections::HashSet<_> = dev.iter().map(|e| &e.sp_id).collect();
+            assert!(train.iter().all(|e| !dev_seekers.contains(&e.sp_id)));
+            assert_eq!(dev.len(), 60);
+            assert_eq!(dev.iter().filter(|e| e.labels[1].level == 1).count(), 3);
+            for id in split.dev {
+                *times_in_dev.entry(id).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(times_in_dev.len(), examples.len());
+        assert!(times_in_dev.values().all(|&n| n == 1));
     }
 }

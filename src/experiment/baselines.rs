@@ -115,3 +115,62 @@ fn scores_without_rationales(m: Mechanism, dev: &[&Example], predicted: &[u8]) -
         iou_f1: without,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{CharSpan, MechanismLabel};
+
+    fn example(i: usize, response: &str, er: u8) -> Example {
+        let label = |level: u8| MechanismLabel {
+            level,
+            spans: if level > 0 {
+                vec![CharSpan { start: 0, end: 5 }]
+            } else {
+                vec![]
+            },
+        };
+        Example {
+            occurrence: 1,
+            sp_id: i.to_string(),
+            rp_id: i.to_string(),
+            seeker_post: format!("seeker post number {i}"),
+            response_post: response.into(),
+            labels: [label(er), label(0), label(0)],
+        }
+    }
+
+    fn set() -> Vec<Example> {
+        (0..90)
+            .map(|i| match i % 3 {
+                0 => example(i, "so sorry, that is awful, hugs", 2),
+                1 => example(i, "sorry to hear that", 1),
+                _ => example(i, "try restarting the router", 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tfidf_logistic_learns_words_that_mark_the_levels() {
+        let all = set();
+        let refs: Vec<&Example> = all.iter().collect();
+        let (train, dev) = refs.split_at(60);
+        let [er, ip, _] = tfidf_logistic(train, dev, TextOf::Response).unwrap();
+        assert_eq!((er.accuracy, er.macro_f1), (1.0, 1.0));
+        // Two thirds of the dev responses have a gold ER rationale, none is predicted.
+        assert!((er.t_f1 - 1.0 / 3.0).abs() < 1e-12);
+        // IP is always 0 in training: predicted 0 without a model.
+        assert_eq!(ip.accuracy, 1.0);
+        let with_seeker = tfidf_logistic(train, dev, TextOf::SeekerAndResponse).unwrap();
+        assert_eq!(with_seeker[0].accuracy, 1.0);
+    }
+
+    #[test]
+    fn majority_predicts_the_most_frequent_training_level() {
+        let mut all = set();
+        all.push(example(90, "so sorry", 2));
+        let refs: Vec<&Example> = all.iter().collect();
+        let [er, ..] = majority(&refs, &refs);
+        assert!((er.accuracy - 31.0 / 91.0).abs() < 1e-12, "{}", er.accuracy);
+    }
+}

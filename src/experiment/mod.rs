@@ -13,7 +13,7 @@ pub use baselines::{majority, tfidf_logistic, BaselineError, TextOf};
 pub use table::markdown;
 
 use crate::bundle::{self, BUNDLE_FILE};
-use crate::data::{load_epitome, split_dev};
+use crate::data::{load_epitome, split_dev, split_fold, Fold};
 use crate::encoder::PretrainedEncoder;
 use crate::evaluate::EvalReport;
 use crate::mechanism::Mechanism;
@@ -87,9 +87,9 @@ impl std::str::FromStr for Recipe {
                 .ok_or_else(|| format!("'{setting}': expected FIELD=VALUE"))?;
             let slot = options
                 .get_mut(field)
-                .filter(|_| field != "seed")
+                .filter(|_| field != "seed" && field != "fold")
                 .ok_or_else(|| {
-                    format!("'{field}' is not a training option a recipe can set (the seed comes from --seeds)")
+                    format!("'{field}' is not a training option a recipe can set (the seed and fold come from --seeds and --folds)")
                 })?;
             *slot = if field == "class_weights" {
                 let w: LevelWeighting = value.parse()?;
@@ -114,11 +114,14 @@ pub struct ExperimentOptions {
     pub recipes: Vec<Recipe>,
     /// Also the majority-class and TF-IDF rows.
     pub baselines: bool,
+    /// Grouped k-fold: each seed runs every fold as dev, instead of one dev split.
+    pub folds: Option<usize>,
 }
 
 impl ExperimentOptions {
     pub fn validate(&self) -> Result<(), OptionError> {
         OptionError::check(!self.seeds.is_empty(), "--seeds", "at least 1")?;
+        OptionError::check(self.folds.is_none_or(|k| k >= 2), "--folds", "at least 2")?;
         let mut names: Vec<&str> = self.recipes.iter().map(|r| r.name.as_str()).collect();
         names.sort_unstable();
         OptionError::check(
@@ -133,6 +136,10 @@ impl ExperimentOptions {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Run {
     pub seed: u64,
+    /// The dev fold, under `--folds`.
+    pub fold: Option<usize>,
+    /// Dev pairs scored (fewer than the split's when a recipe sets `limit`).
+    pub dev_pairs: usize,
     /// ER, IP, EX.
     pub scores: [Scores; 3],
     /// Training time (bi-encoder rows), as the bundle recorded it.
@@ -194,6 +201,9 @@ pub struct ExperimentReport {
     pub data: PathBuf,
     pub seeds: Vec<u64>,
     pub dev_fraction: f64,
+    /// Grouped folds per seed, when the experiment used k-fold.
+    pub folds: Option<usize>,
+    /// Dev pairs of each (seed, fold) of the whole data, in the order of the runs.
     pub dev_pairs: Vec<usize>,
     pub rows: Vec<Row>,
 }
@@ -225,16 +235,32 @@ pub fn run(
     options.validate()?;
     let dataset = load_epitome(data)?;
     let dev_fraction = TrainOptions::default_for_minilm().dev_fraction;
+    // Each (seed, fold) is one run of every row; without --folds the fold is None.
+    let sides: Vec<(u64, Option<Fold>)> = options
+        .seeds
+        .iter()
+        .flat_map(|&seed| match options.folds {
+            Some(count) => (0..count)
+                .map(|index| (seed, Some(Fold { index, count })))
+                .collect::<Vec<_>>(),
+            None => vec![(seed, None)],
+        })
+        .collect();
     let mut rows = Vec::new();
     let mut dev_pairs = Vec::new();
     let (mut majority_runs, mut response_runs, mut pair_runs) = (vec![], vec![], vec![]);
-    for &seed in &options.seeds {
-        let split = split_dev(&dataset.examples, dev_fraction, seed);
+    for &(seed, fold) in &sides {
+        let split = match fold {
+            Some(f) => split_fold(&dataset.examples, f, seed),
+            None => split_dev(&dataset.examples, dev_fraction, seed),
+        };
         let (train_set, dev_set) = split.partition(&dataset.examples);
         dev_pairs.push(dev_set.len());
         if options.baselines {
             let run = |scores| Run {
                 seed,
+                fold: fold.map(|f| f.index),
+                dev_pairs: dev_set.len(),
                 scores,
                 train_seconds: None,
                 bundle: None,
@@ -269,13 +295,18 @@ pub fn run(
     }
     for recipe in &options.recipes {
         let mut runs = Vec::new();
-        for &seed in &options.seeds {
+        for &(seed, fold) in &sides {
             let options = TrainOptions {
                 seed,
+                fold,
                 ..recipe.options.clone()
             };
-            let dir = out.join(&recipe.name).join(format!("seed-{seed}"));
-            let report = reuse_or_train(
+            let name = match fold {
+                Some(f) => format!("seed-{seed}-fold-{}", f.index),
+                None => format!("seed-{seed}"),
+            };
+            let dir = out.join(&recipe.name).join(name);
+            runs.push(reuse_or_train(
                 data,
                 encoder,
                 encoder_source,
@@ -283,8 +314,7 @@ pub fn run(
                 &recipe.name,
                 &dir,
                 progress,
-            )?;
-            runs.push(report);
+            )?);
         }
         rows.push(Row::new(
             format!("Bi-encoder, {}", recipe.name),
@@ -296,6 +326,7 @@ pub fn run(
         data: data.to_path_buf(),
         seeds: options.seeds.clone(),
         dev_fraction,
+        folds: options.folds,
         dev_pairs,
         rows,
     })
@@ -336,6 +367,8 @@ fn reuse_or_train(
     let scores = Mechanism::ALL.map(|m| Scores::from_report(&dev, m).unwrap_or_default());
     Ok(Run {
         seed: options.seed,
+        fold: options.fold.map(|f| f.index),
+        dev_pairs: dev.pairs,
         scores,
         train_seconds: info.training.get("seconds").and_then(|s| s.as_f64()),
         bundle: Some(dir.to_path_buf()),
@@ -368,6 +401,8 @@ mod tests {
     fn rows_average_over_seeds_with_the_sample_deviation() {
         let run = |seed, f1| Run {
             seed,
+            fold: None,
+            dev_pairs: 1,
             scores: [Scores {
                 macro_f1: f1,
                 ..Default::default()

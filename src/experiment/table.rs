@@ -14,10 +14,16 @@ fn cell(mean: f64, sd: f64, seeds: usize) -> String {
 
 /// The table, a line on what it is, and how each row was made.
 pub fn markdown(r: &ExperimentReport) -> String {
-    let seeds = r.seeds.len();
+    let seeds = r.dev_pairs.len();
+    let sides = match r.folds {
+        Some(k) => format!("{k} grouped folds of each seed"),
+        None => format!(
+            "each seed's split (grouped by seeker post, dev fraction {})",
+            r.dev_fraction
+        ),
+    };
     let mut s = format!(
-        "Dev pairs of each seed's split (grouped by seeker post, dev fraction {}): {}; seeds {}. Values are the mean{} over seeds.\n\n",
-        r.dev_fraction,
+        "Dev pairs of {sides}: {}; seeds {}. Values are the mean{} over {}.\n\n",
         r.dev_pairs
             .iter()
             .map(|n| n.to_string())
@@ -28,7 +34,12 @@ pub fn markdown(r: &ExperimentReport) -> String {
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if seeds > 1 { " ± sample sd" } else { "" }
+        if seeds > 1 { " ± sample sd" } else { "" },
+        if r.folds.is_some() {
+            "seeds and folds"
+        } else {
+            "seeds"
+        }
     );
     s.push_str("| model | ER acc | ER F1 | ER T-F1 | ER IOU-F1 | IP acc | IP F1 | IP T-F1 | IP IOU-F1 | EX acc | EX F1 | EX T-F1 | EX IOU-F1 | mean F1 | train time |\n");
     s.push_str(&format!("|---{}|\n", "|---".repeat(14)));

@@ -8,7 +8,7 @@ pub use optimizer::{AdamW, Gradients};
 pub use options::{ClassWeighting, LevelWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
-use crate::data::{load_epitome, split_dev, Example};
+use crate::data::{load_epitome, split_dev, split_fold, Example};
 use crate::encoder::layers::Mode;
 use crate::encoder::{PretrainedEncoder, TokenBatch};
 use crate::evaluate::{evaluate, EvalReport};
@@ -433,7 +433,10 @@ pub fn train(
         data_dir.display()
     );
     report.pairs = examples.len();
-    let split = split_dev(&examples, options.dev_fraction, options.seed);
+    let split = match options.fold {
+        Some(fold) => split_fold(&examples, fold, options.seed),
+        None => split_dev(&examples, options.dev_fraction, options.seed),
+    };
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {
         return Err(TrainError::NoTrainingPairs.into());

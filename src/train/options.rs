@@ -111,6 +111,9 @@ pub struct TrainOptions {
     pub seed: u64,
     pub dev_fraction: f64,
     pub limit: Option<usize>,
+    /// Use grouped k-fold dev sides instead of `dev_fraction`: fold `index` of `count`.
+    #[serde(default)]
+    pub fold: Option<crate::data::Fold>,
     pub responder: ResponderSharing,
     pub class_weights: LevelWeighting,
     /// Whether the responder's word-embedding table trains. Freezing it saves most of the
@@ -137,6 +140,7 @@ impl TrainOptions {
             seed: 12,
             dev_fraction: 0.1,
             limit: None,
+            fold: None,
             responder: ResponderSharing::Separate,
             class_weights: LevelWeighting::all(ClassWeighting::None),
             train_embeddings: true,
@@ -197,6 +201,9 @@ impl TrainOptions {
         if let Some(limit) = self.limit {
             flags.push(format!("--limit {limit}"));
         }
+        if let Some(f) = self.fold {
+            flags.push(format!("--fold {}/{}", f.index, f.count));
+        }
         flags.join(" ")
     }
 
@@ -204,6 +211,11 @@ impl TrainOptions {
     pub fn validate(&self) -> Result<(), crate::OptionError> {
         use crate::OptionError as O;
         O::check(self.epochs >= 1, "--epochs", "at least 1")?;
+        O::check(
+            self.fold.is_none_or(|f| f.count >= 2 && f.index < f.count),
+            "--fold",
+            "INDEX/COUNT with COUNT at least 2 and INDEX below COUNT",
+        )?;
         O::check(self.batch_size >= 1, "--batch-size", "at least 1")?;
         O::check(
             (0.0..1.0).contains(&self.dev_fraction),
