@@ -26,6 +26,8 @@ pub enum Error {
     #[error(transparent)]
     Predict(#[from] crate::predict::PredictError),
     #[error(transparent)]
+    Merge(#[from] crate::predict::MergeError),
+    #[error(transparent)]
     Eval(#[from] crate::evaluate::EvalError),
     #[error(transparent)]
     Experiment(#[from] crate::experiment::ExperimentError),

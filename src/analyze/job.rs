@@ -7,7 +7,7 @@ use super::{
 };
 use crate::bundle::LoadedBundle;
 use crate::data::Pair;
-use crate::predict::Pipeline;
+use crate::predict::{Leftover, Pipeline, RunIdentity, RunSpec};
 use crate::progress::{Progress, Unit};
 use crate::{Error, OptionError};
 use std::path::{Path, PathBuf};
@@ -130,7 +130,18 @@ fn score_with_model(
     on_error: OnError,
     progress: &dyn Progress,
 ) -> Result<Interactions, Error> {
-    let mut pipeline = Pipeline::create(bundle.scorer(), Some(saved), progress)?;
+    // The saved levels are rewritten on every run: a working file left by an interrupted
+    // one is replaced, not resumed.
+    let spec = RunSpec {
+        identity: RunIdentity {
+            model: bundle.fingerprint(),
+            input: String::new(),
+            options: String::new(),
+        },
+        leftover: Leftover::Replace,
+        shard: None,
+    };
+    let mut pipeline = Pipeline::create(bundle.scorer(), Some(saved), spec, progress)?;
     let mut score = |pairs: &[Pair]| -> Result<Vec<Levels>, Error> {
         Ok(pipeline.score(pairs)?.iter().map(levels_of).collect())
     };

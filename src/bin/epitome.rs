@@ -13,7 +13,7 @@ use epitome::encoder::fetch::{
 use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::{evaluate_bundle, EvalSplit};
 use epitome::model::ResponderSharing;
-use epitome::predict::{predict_file, predict_pairs, PairPrediction};
+use epitome::predict::{predict_file, predict_pairs, FileRun, PairPrediction, Shard};
 use epitome::progress::{Progress, Unit};
 use epitome::serve::{read_token_file, ServeConfig};
 use epitome::train::{LevelWeighting, TrainOptions};
@@ -63,6 +63,9 @@ enum Command {
     Loadtest(LoadtestArgs),
     /// Make a bundle from checkpoints of the original code (one per mechanism, .pth or .safetensors).
     Import(ImportArgs),
+    /// Join the outputs of `predict --shard K/N` into one, in input order, checking that every
+    /// input id is there exactly once.
+    Merge(MergeArgs),
     /// Copy a bundle with its fine-tuned tensors stored in another number format (f16 halves
     /// the file; scoring still computes in f32).
     Export(ExportArgs),
@@ -163,6 +166,19 @@ struct ExperimentArgs {
     folds: Option<usize>,
     #[command(flatten)]
     encoder: EncoderArg,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// The input the shards were scored from.
+    #[arg(long)]
+    input: PathBuf,
+    /// The merged output (.csv or JSON lines, as the shard outputs).
+    #[arg(long)]
+    output: PathBuf,
+    /// The shard outputs, in any order.
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +333,55 @@ enum EncoderCommand {
     },
     /// Print where the default encoder is cached.
     Path,
+}
+
+#[derive(Args, Debug)]
+struct ShardArg {
+    /// Score only shard INDEX/COUNT of the input (INDEX from 0), chosen by a stable hash of
+    /// each pair's id, so that COUNT processes cover the input exactly once; join their
+    /// outputs with `epitome merge`. `--shard slurm` or `--shard k8s` read the index and count
+    /// from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/EPITOME_SHARDS.
+    #[arg(long)]
+    shard: Option<String>,
+}
+
+impl ShardArg {
+    fn shard(&self) -> Result<Option<Shard>> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!(
+                    "--shard {}: {name} is not set",
+                    self.shard.as_deref().unwrap_or("")
+                )
+            })
+        };
+        let text = match self.shard.as_deref() {
+            None => return Ok(None),
+            Some("slurm") => {
+                let min: u64 = std::env::var("SLURM_ARRAY_TASK_MIN")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let id: u64 = var("SLURM_ARRAY_TASK_ID")?
+                    .parse()
+                    .context("SLURM_ARRAY_TASK_ID is not a number")?;
+                format!(
+                    "{}/{}",
+                    id.saturating_sub(min),
+                    var("SLURM_ARRAY_TASK_COUNT")?
+                )
+            }
+            Some("k8s") => format!(
+                "{}/{}",
+                var("JOB_COMPLETION_INDEX")?,
+                var("EPITOME_SHARDS")?
+            ),
+            Some(other) => other.to_owned(),
+        };
+        text.parse::<Shard>()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--shard {e}"))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -485,6 +550,12 @@ struct PredictArgs {
     /// Output file: .csv for CSV, anything else for JSON lines. Default: JSON lines on stdout.
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
+    /// Continue the run that `--output`'s working file was left by (after a crash, `kill -9`
+    /// or a pre-empted job): the pairs already written are read past, not scored again.
+    #[arg(long, requires = "output")]
+    resume: bool,
+    #[command(flatten)]
+    shard: ShardArg,
     /// The seeker post of a single pair.
     #[arg(long, requires = "response")]
     seeker: Option<String>,
@@ -627,6 +698,12 @@ fn run(command: Command) -> Result<()> {
             let encoder = PretrainedEncoder::open(&args.encoder)?;
             epitome::bundle::import_original(&encoder, &args.checkpoints, args.max_len, &args.out)?;
             eprintln!("bundle written to {}", args.out.display());
+            Ok(())
+        }
+        Command::Merge(args) => {
+            let n =
+                epitome::predict::merge(&args.input, &args.parts, &args.output, &Bars::default())?;
+            eprintln!("{n} predictions in {}", args.output.display());
             Ok(())
         }
         Command::Export(args) => {
@@ -990,12 +1067,17 @@ fn predict(args: &PredictArgs) -> Result<()> {
     };
     let count = predict_file(
         bundle.scorer(),
+        bundle.fingerprint(),
         input,
         args.output.as_deref(),
+        FileRun {
+            resume: args.resume,
+            shard: args.shard.shard()?,
+        },
         &Bars::default(),
     )?;
     if let Some(out) = &args.output {
-        eprintln!("scored {count} pairs into {}", out.display());
+        eprintln!("{count} predictions in {}", out.display());
     }
     Ok(())
 }
@@ -1004,7 +1086,14 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
     let model = args.model.resolve()?;
     eprintln!("scoring {} with {}", args.input.display(), args.model);
     let bundle = epitome::bundle::load(&model, &Device::Cpu)?;
-    predict_file(bundle.scorer(), &args.input, None, &Bars::default())?;
+    predict_file(
+        bundle.scorer(),
+        bundle.fingerprint(),
+        &args.input,
+        None,
+        FileRun::default(),
+        &Bars::default(),
+    )?;
     Ok(())
 }
 

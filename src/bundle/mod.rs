@@ -186,6 +186,20 @@ pub struct LoadedBundle {
 }
 
 impl LoadedBundle {
+    /// What identifies this model's predictions: a digest of every file hash and setting the
+    /// bundle records, and the precision it runs at.
+    pub fn fingerprint(&self) -> String {
+        let what = serde_json::json!({
+            "files": self.info.files,
+            "settings": self.info.settings_sha256,
+            "precision": format!("{:?}", self.model.precision()),
+        });
+        format!(
+            "sha256 {}",
+            &sha256_bytes(what.to_string().as_bytes())[..16]
+        )
+    }
+
     /// The model with its tokenizer, ready to score.
     pub fn scorer(&self) -> Scorer<'_> {
         Scorer {
@@ -272,7 +286,7 @@ pub fn read_info(dir: &Path) -> Result<BundleInfo, BundleError> {
         return Err(BundleError::NotABundle {
             dir: dir.to_path_buf(),
         }
-        .into());
+        );
     }
     let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Invalid {
         path: path.clone(),
@@ -290,7 +304,7 @@ pub fn read_info(dir: &Path) -> Result<BundleInfo, BundleError> {
                 info.format_version
             ),
         }
-        .into());
+        );
     }
     info.verify(&path)?;
     Ok(info)
@@ -311,7 +325,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
                 expected: expected.clone(),
                 actual,
             }
-            .into());
+            );
         }
     }
     let encoder = PretrainedEncoder::open(&dir.join(ENCODER_DIR))?;
@@ -338,7 +352,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
             path: weights_path,
             names: missing,
         }
-        .into());
+        );
     }
     let unused = source.never_requested(&fine_tuned_names);
     if !unused.is_empty() {
@@ -346,7 +360,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
             path: weights_path,
             names: unused,
         }
-        .into());
+        );
     }
     let text = encoder.text_encoder(info.max_len)?;
     Ok(LoadedBundle {

@@ -177,6 +177,10 @@ impl BiEncoder {
         self.precision = precision;
     }
 
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// The inference mode of the encoders: quantized products under int8 precision.
     fn infer_mode(&self) -> Mode<'static> {
         match self.precision {

@@ -1,12 +1,20 @@
 //! Prediction: levels, probabilities and rationale spans for (seeker, response) pairs.
 
+mod merge;
 mod output;
 mod pipeline;
 mod scorer;
+mod shard;
+mod working;
 
+pub use merge::{merge, MergeError};
 pub use output::{OutputFormat, PredictionWriter};
-pub use pipeline::{predict_file, same_file, Pipeline, PredictError, CHUNK};
+pub use pipeline::{
+    input_identity, predict_file, same_file, FileRun, Pipeline, PredictError, RunSpec, CHUNK,
+};
 pub use scorer::{batch_of, MechanismScore, Scorer};
+pub use shard::{shard_of, Shard};
+pub use working::{Checkpoint, Leftover, RunIdentity, WorkingFile, WorkingFileError};
 
 use crate::data::{char_slice, Pair};
 use crate::mechanism::{Mechanism, NUM_LEVELS};

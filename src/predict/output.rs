@@ -1,9 +1,9 @@
 //! Prediction output: JSON lines or CSV, to stdout or to a file that appears only when complete.
 
+use super::working::{Leftover, RunIdentity, WorkingFile, WorkingFileError};
 use super::PairPrediction;
 use crate::mechanism::Mechanism;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,56 +24,71 @@ impl OutputFormat {
 
 enum Sink {
     Stdout(std::io::Stdout),
-    File {
-        tmp: PathBuf,
-        dest: PathBuf,
-        file: BufWriter<File>,
-    },
+    File(WorkingFile),
 }
 
-/// Writes predictions as they come. A file output is written under a temporary name beside
-/// the destination and renamed by [`PredictionWriter::finish`], so an interrupted run never
-/// leaves a truncated file that looks complete.
+/// Writes predictions as they come. A file output goes through a [`WorkingFile`]: it appears
+/// under its name only when complete, and an interrupted run can be resumed.
 pub struct PredictionWriter {
     sink: Sink,
     format: OutputFormat,
     csv_header: Option<Vec<Mechanism>>,
 }
 
+fn stdout_error(source: std::io::Error) -> WorkingFileError {
+    WorkingFileError::Io {
+        path: PathBuf::from("stdout"),
+        source,
+    }
+}
+
 impl PredictionWriter {
-    pub fn create(path: Option<&Path>, mechanisms: &[Mechanism]) -> std::io::Result<Self> {
+    /// Writes to `path` (stdout when `None`). A file's working file is opened as `leftover`
+    /// says; [`PredictionWriter::done`] tells how much of an earlier run it already holds.
+    pub fn create(
+        path: Option<&Path>,
+        mechanisms: &[Mechanism],
+        identity: RunIdentity,
+        leftover: Leftover,
+    ) -> Result<Self, WorkingFileError> {
         let format = OutputFormat::from_path(path);
         let sink = match path {
             None => Sink::Stdout(std::io::stdout()),
-            Some(dest) => {
-                let name = dest
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("predictions");
-                let tmp = dest.with_file_name(format!(".{name}.partial"));
-                let file = BufWriter::new(File::create(&tmp)?);
-                Sink::File {
-                    tmp,
-                    dest: dest.to_path_buf(),
-                    file,
-                }
-            }
+            Some(dest) => Sink::File(WorkingFile::open(dest, identity, leftover)?),
+        };
+        let fresh = match &sink {
+            Sink::File(w) => w.checkpoint().bytes == 0,
+            Sink::Stdout(_) => true,
         };
         Ok(Self {
             sink,
             format,
-            csv_header: Some(mechanisms.to_vec()),
+            csv_header: fresh.then(|| mechanisms.to_vec()),
         })
     }
 
-    fn out(&mut self) -> &mut dyn Write {
-        match &mut self.sink {
-            Sink::Stdout(s) => s,
-            Sink::File { file, .. } => file,
+    /// What an earlier, interrupted run already wrote: (input pairs read, predictions).
+    pub fn done(&self) -> (u64, u64) {
+        match &self.sink {
+            Sink::File(w) => (w.checkpoint().pairs_read, w.checkpoint().pairs_written),
+            Sink::Stdout(_) => (0, 0),
         }
     }
 
-    pub fn write(&mut self, predictions: &[PairPrediction]) -> std::io::Result<()> {
+    /// Writes the predictions of a chunk that consumed `pairs_read` input pairs.
+    pub fn write(
+        &mut self,
+        predictions: &[PairPrediction],
+        pairs_read: u64,
+    ) -> Result<(), WorkingFileError> {
+        let buf = self.encode(predictions).map_err(stdout_error)?;
+        match &mut self.sink {
+            Sink::Stdout(s) => s.write_all(&buf).map_err(stdout_error),
+            Sink::File(w) => w.append(&buf, pairs_read, predictions.len() as u64),
+        }
+    }
+
+    fn encode(&mut self, predictions: &[PairPrediction]) -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         match self.format {
             OutputFormat::Jsonl => {
@@ -131,34 +146,32 @@ impl PredictionWriter {
                 drop(w);
             }
         }
-        self.out().write_all(&buf)
+        Ok(buf)
     }
 
     /// Flushes and, for a file, moves it into place.
-    pub fn finish(mut self) -> std::io::Result<()> {
+    pub fn finish(mut self) -> Result<(), WorkingFileError> {
         if self.csv_header.is_some() && self.format == OutputFormat::Csv {
-            self.write(&[])?;
+            self.write(&[], 0)?;
         }
         match self.sink {
-            Sink::Stdout(mut s) => s.flush(),
-            Sink::File {
-                tmp,
-                dest,
-                mut file,
-            } => {
-                file.flush()?;
-                file.get_ref().sync_all()?;
-                drop(file);
-                std::fs::rename(&tmp, &dest)
-            }
+            Sink::Stdout(mut s) => s.flush().map_err(stdout_error),
+            Sink::File(w) => w.finish(),
         }
     }
 
-    /// Removes the temporary file of an abandoned run.
+    /// Removes the working file of a run that will not be resumed.
     pub fn abandon(self) {
-        if let Sink::File { tmp, file, .. } = self.sink {
-            drop(file);
-            let _ = std::fs::remove_file(tmp);
+        if let Sink::File(w) = self.sink {
+            w.remove();
+        }
+    }
+
+    /// Keeps the working file of a stopped run for `--resume`; returns where it is.
+    pub fn suspend(self) -> Option<PathBuf> {
+        match self.sink {
+            Sink::File(w) => Some(w.path().to_path_buf()),
+            Sink::Stdout(_) => None,
         }
     }
 }

@@ -1,0 +1,279 @@
+//! Batch scoring of whole platforms: `predict --resume` after `kill -9`, `--shard K/N`,
+//! `merge`, and the working files' safety. On the tiny RoBERTa fixture encoder.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn epitome(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(args)
+        .current_dir(dir)
+        .env("EPITOME_HOME", dir)
+        .env("EPITOME_LOG", "warn")
+        .output()
+        .expect("the epitome binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tiny model and an input of `n` pairs (with line breaks in responses, and repeated
+/// seeker posts) in a fresh directory.
+fn setup(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let out = epitome(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            shared().join("data/epitome-reddit").to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--encoder",
+            fixtures().join("tiny-roberta").to_str().unwrap(),
+            "--limit",
+            "24",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let input = dir.path().join("in.csv");
+    let mut w = csv::Writer::from_path(&input).unwrap();
+    w.write_record(["id", "seeker_post", "response_post"])
+        .unwrap();
+    for i in 0..n {
+        w.write_record([
+            format!("t{i}"),
+            format!("I have felt low for {} weeks now", i % 40),
+            "I'm so sorry.\nWhat happened after that? ".repeat(i % 4),
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+    (dir, model, input)
+}
+
+fn predict(dir: &Path, model: &Path, input: &Path, output: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output,
+    ];
+    args.extend_from_slice(extra);
+    epitome(dir, &args)
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_then_resume_gives_exactly_the_rows_of_an_uninterrupted_run() {
+    let (dir, model, input) = setup(30_000);
+    let d = dir.path();
+    let whole = predict(d, &model, &input, "whole.jsonl", &[]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(["predict", "--model", model.to_str().unwrap(), "--input"])
+        .arg(&input)
+        .args(["--output", "resumed.jsonl"])
+        .current_dir(d)
+        .env("EPITOME_HOME", d)
+        .env("EPITOME_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = d.join(".resumed.jsonl.partial.state");
+    let started = std::time::Instant::now();
+    loop {
+        let read = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["pairs_read"].as_u64())
+            .unwrap_or(0);
+        if read >= 2000 || started.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !d.join("resumed.jsonl").exists(),
+        "the run finished before it was killed"
+    );
+    let work = d.join(".resumed.jsonl.partial");
+    assert!(work.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(work.metadata().unwrap().permissions().mode() & 0o077, 0);
+
+    // Without --resume the leftover is named, not overwritten.
+    let refused = predict(d, &model, &input, "resumed.jsonl", &[]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--resume"),
+        "{}",
+        stderr(&refused)
+    );
+    // A resume with other options is refused, saying which.
+    let other = predict(
+        d,
+        &model,
+        &input,
+        "resumed.jsonl",
+        &["--resume", "--shard", "0/2"],
+    );
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains("options differs"),
+        "{}",
+        stderr(&other)
+    );
+
+    let resumed = predict(d, &model, &input, "resumed.jsonl", &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(
+        std::fs::read(d.join("resumed.jsonl")).unwrap(),
+        std::fs::read(d.join("whole.jsonl")).unwrap()
+    );
+    assert!(!work.exists() && !state.exists());
+}
+
+#[test]
+fn shards_cover_the_input_exactly_once_and_merge_checks_them() {
+    let (dir, model, input) = setup(600);
+    let d = dir.path();
+    let whole = predict(d, &model, &input, "whole.csv", &[]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let expected: Vec<String> = (0..600).map(|i| format!("t{i}")).collect();
+    for n in [1, 3, 7] {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut parts = Vec::new();
+        for k in 0..n {
+            let name = format!("part-{n}-{k}.jsonl");
+            let out = predict(d, &model, &input, &name, &["--shard", &format!("{k}/{n}")]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            for id in ids(&d.join(&name)) {
+                *seen.entry(id).or_default() += 1;
+            }
+            parts.push(name);
+        }
+        assert_eq!(seen.len(), 600, "{n} shards");
+        assert!(seen.values().all(|&c| c == 1), "{n} shards: an id twice");
+        assert!(expected.iter().all(|id| seen.contains_key(id)));
+    }
+    // Three CSV shards, merged in any order, are the single run: the same rows in the same
+    // order, the same levels and rationales; probabilities agree to float rounding (a pair is
+    // batched with other pairs in a shard than in a single run, and sums over a batch's
+    // padded length round differently).
+    for k in 0..3 {
+        let out = predict(
+            d,
+            &model,
+            &input,
+            &format!("s{k}.csv"),
+            &["--shard", &format!("{k}/3")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let input_arg = input.to_str().unwrap();
+    let merged = epitome(
+        d,
+        &[
+            "merge",
+            "--input",
+            input_arg,
+            "--output",
+            "merged.csv",
+            "s2.csv",
+            "s0.csv",
+            "s1.csv",
+        ],
+    );
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    assert_same_predictions(&d.join("merged.csv"), &d.join("whole.csv"));
+    // A missing shard names an id; a shard given twice names a doubled id.
+    let missing = epitome(
+        d,
+        &[
+            "merge", "--input", input_arg, "--output", "m.csv", "s0.csv", "s1.csv",
+        ],
+    );
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("in none of the shard outputs"),
+        "{}",
+        stderr(&missing)
+    );
+    let doubled = epitome(
+        d,
+        &[
+            "merge", "--input", input_arg, "--output", "m.csv", "s0.csv", "s1.csv", "s2.csv",
+            "s1.csv",
+        ],
+    );
+    assert!(!doubled.status.success());
+    assert!(stderr(&doubled).contains("twice"), "{}", stderr(&doubled));
+    assert!(!d.join("m.csv").exists());
+}
+
+fn assert_same_predictions(a: &Path, b: &Path) {
+    let rows = |p: &Path| -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(p)
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (ra, rb) = (rows(a), rows(b));
+    assert_eq!(ra.len(), rb.len());
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x.len(), y.len());
+        for (k, (u, v)) in x.iter().zip(y.iter()).enumerate() {
+            match (u.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(p), Ok(q)) if u.contains('.') => {
+                    assert!((p - q).abs() < 1e-5, "row {}, field {k}: {u} vs {v}", &x[0])
+                }
+                _ => assert_eq!(u, v, "row {}, field {k}", &x[0]),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_link_planted_at_the_working_file_is_refused_and_its_target_untouched() {
+    let (dir, model, input) = setup(20);
+    let d = dir.path();
+    let target = d.join("precious.txt");
+    std::fs::write(&target, "keep me").unwrap();
+    std::os::unix::fs::symlink(&target, d.join(".out.jsonl.partial")).unwrap();
+    let out = predict(d, &model, &input, "out.jsonl", &[]);
+    assert!(!out.status.success());
+    let resumed = predict(d, &model, &input, "out.jsonl", &["--resume"]);
+    assert!(!resumed.status.success());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    assert!(!d.join("out.jsonl").exists());
+}
