@@ -277,3 +277,22 @@ fn a_link_planted_at_the_working_file_is_refused_and_its_target_untouched() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     assert!(!d.join("out.jsonl").exists());
 }
+
+#[test]
+fn a_huge_post_costs_only_what_its_first_tokens_cost() {
+    let encoder =
+        epitome::encoder::PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
+    let text = encoder.text_encoder(64).unwrap();
+    let sentence = "I have been feeling so alone since I moved here last winter. ";
+    let normal = text.encode(&sentence.repeat(20)).unwrap();
+    // 30 MB on one line: read up to the cap, cut at a char boundary (é is two bytes).
+    let huge = format!("{}{}", sentence.repeat(20), "é".repeat(15_000_000));
+    let read = text.readable_prefix(&huge);
+    assert!(read.len() <= 64 * epitome::text::MAX_BYTES_PER_TOKEN && huge.starts_with(read));
+    let cut = text.encode(&huge).unwrap();
+    assert!(cut.truncated && normal.truncated);
+    assert_eq!(cut.ids, normal.ids);
+    assert_eq!(cut.offsets, normal.offsets);
+    // A short post is read whole.
+    assert_eq!(text.readable_prefix(sentence), sentence);
+}

@@ -285,8 +285,7 @@ pub fn read_info(dir: &Path) -> Result<BundleInfo, BundleError> {
     if !path.is_file() {
         return Err(BundleError::NotABundle {
             dir: dir.to_path_buf(),
-        }
-        );
+        });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Invalid {
         path: path.clone(),
@@ -324,8 +323,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
                 path,
                 expected: expected.clone(),
                 actual,
-            }
-            );
+            });
         }
     }
     let encoder = PretrainedEncoder::open(&dir.join(ENCODER_DIR))?;
@@ -351,16 +349,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         return Err(BundleError::MissingTensors {
             path: weights_path,
             names: missing,
-        }
-        );
+        });
     }
     let unused = source.never_requested(&fine_tuned_names);
     if !unused.is_empty() {
         return Err(BundleError::UnusedTensors {
             path: weights_path,
             names: unused,
-        }
-        );
+        });
     }
     let text = encoder.text_encoder(info.max_len)?;
     Ok(LoadedBundle {

@@ -75,7 +75,27 @@ impl TextEncoder {
         self.max_len
     }
 
+    /// The start of `text` that [`TextEncoder::encode`] reads: at most
+    /// [`MAX_BYTES_PER_TOKEN`] × `max_len` bytes, ending at a char boundary.
+    pub fn readable_prefix<'t>(&self, text: &'t str) -> &'t str {
+        let cap = self.max_len.saturating_mul(MAX_BYTES_PER_TOKEN);
+        if text.len() <= cap {
+            return text;
+        }
+        let mut end = cap;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        &text[..end]
+    }
+
+    /// Tokenizes the start of `text` that can reach the first `max_len` tokens: a post of any
+    /// size (a 200 MB line) costs what its first [`MAX_BYTES_PER_TOKEN`] × `max_len` bytes
+    /// cost, and is marked truncated.
     pub fn encode(&self, text: &str) -> Result<Encoded, TextError> {
+        let whole = text.len();
+        let text = self.readable_prefix(text);
+        let cut = text.len() < whole;
         let enc = self
             .tokenizer
             .encode(text, true)
@@ -100,10 +120,15 @@ impl TextEncoder {
                 .iter()
                 .map(|&s| s == 1)
                 .collect(),
-            truncated: !enc.get_overflowing().is_empty(),
+            truncated: cut || !enc.get_overflowing().is_empty(),
         })
     }
 }
+
+/// Bytes of text read per token of the maximum length. A token is at most one word, and
+/// WordPiece reads words of up to 100 chars (400 bytes of UTF-8) before it gives up on them as
+/// unknown; only runs of whitespace longer than the rest can move a token past this bound.
+pub const MAX_BYTES_PER_TOKEN: usize = 1024;
 
 /// Maps every byte position of `text` (and its end) to the index of the char it starts or
 /// falls in: the tokenizers crate reports byte offsets, epitome reports char offsets.
