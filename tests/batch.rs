@@ -296,3 +296,39 @@ fn a_huge_post_costs_only_what_its_first_tokens_cost() {
     // A short post is read whole.
     assert_eq!(text.readable_prefix(sentence), sentence);
 }
+
+#[test]
+fn bad_rows_mid_file_stop_the_run_or_are_listed_with_their_lines() {
+    let (dir, model, _) = setup(1);
+    let d = dir.path();
+    let input = d.join("mixed.jsonl");
+    let mut lines = Vec::new();
+    for i in 1..=600 {
+        lines.push(match i {
+            50 => "{not json".to_owned(),
+            420 => serde_json::json!({"id": "x420", "seeker_post": "private words"}).to_string(),
+            _ => serde_json::json!({"id": format!("x{i}"), "seeker_post": "I feel low", "response_post": "Sorry. What happened?"}).to_string(),
+        });
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let fail = predict(d, &model, &input, "out.jsonl", &[]);
+    assert!(!fail.status.success());
+    assert!(stderr(&fail).contains("line 50"), "{}", stderr(&fail));
+    assert!(!d.join("out.jsonl").exists());
+    assert!(!d.join(".out.jsonl.partial").exists());
+
+    let skip = predict(d, &model, &input, "out.jsonl", &["--on-error", "skip"]);
+    assert!(skip.status.success(), "{}", stderr(&skip));
+    let ids = ids(&d.join("out.jsonl"));
+    assert_eq!(ids.len(), 598);
+    assert!(!ids.contains(&"x50".to_owned()) && !ids.contains(&"x420".to_owned()));
+    let listed = std::fs::read_to_string(d.join("out.jsonl.skipped.txt")).unwrap();
+    assert!(
+        listed.contains("line 50") && listed.contains("line 420"),
+        "{listed}"
+    );
+    assert!(stderr(&skip).contains("2 bad rows"), "{}", stderr(&skip));
+    for text in [&listed, &stderr(&skip)] {
+        assert!(!text.contains("private words"));
+    }
+}

@@ -7,15 +7,7 @@ use crate::data::{DataError, Pair};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// What to do with a row that cannot be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Stop at the first bad row, naming its file, line and column.
-    Fail,
-    /// Leave bad rows out and report how many, and why.
-    Skip,
-}
+pub use crate::data::OnError;
 
 /// Scores a chunk of pairs (ids and posts), returning levels in the same order.
 pub type ScoreFn<'a> = dyn FnMut(&[Pair]) -> Result<Vec<Levels>, crate::Error> + 'a;

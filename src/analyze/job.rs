@@ -140,6 +140,7 @@ fn score_with_model(
         },
         leftover: Leftover::Replace,
         shard: None,
+        on_error: OnError::Fail,
     };
     let mut pipeline = Pipeline::create(bundle.scorer(), Some(saved), spec, progress)?;
     let mut score = |pairs: &[Pair]| -> Result<Vec<Levels>, Error> {

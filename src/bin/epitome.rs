@@ -554,6 +554,10 @@ struct PredictArgs {
     /// or a pre-empted job): the pairs already written are read past, not scored again.
     #[arg(long, requires = "output")]
     resume: bool,
+    /// What to do with a malformed row: stop, naming its file, line and field (what was
+    /// written is kept for --resume), or leave it out and list it in OUTPUT.skipped.txt.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_error: OnError,
     #[command(flatten)]
     shard: ShardArg,
     /// The seeker post of a single pair.
@@ -1065,7 +1069,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
     let Some(input) = &args.input else {
         bail!("give --input FILE, or --seeker TEXT and --response TEXT");
     };
-    let count = predict_file(
+    let report = predict_file(
         bundle.scorer(),
         bundle.fingerprint(),
         input,
@@ -1073,11 +1077,21 @@ fn predict(args: &PredictArgs) -> Result<()> {
         FileRun {
             resume: args.resume,
             shard: args.shard.shard()?,
+            on_error: args.on_error,
         },
         &Bars::default(),
     )?;
     if let Some(out) = &args.output {
-        eprintln!("{count} predictions in {}", out.display());
+        eprintln!("{} predictions in {}", report.predictions, out.display());
+    }
+    if report.skipped > 0 {
+        eprintln!("{} bad rows left out (--on-error skip):", report.skipped);
+        for m in report.skip_messages.iter().take(10) {
+            eprintln!("  {m}");
+        }
+        if let Some(file) = &report.skip_file {
+            eprintln!("every one is listed in {}", file.display());
+        }
     }
     Ok(())
 }

@@ -15,3 +15,14 @@ pub(crate) use error::quote_value;
 pub use error::DataError;
 pub use pairs::{InputFormat, Pair, PairReader};
 pub use split::{split_dev, split_fold, Fold, Split};
+
+/// What to do with a row that cannot be used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop at the first bad row, naming its file, line and column.
+    #[default]
+    Fail,
+    /// Leave bad rows out and report how many, and why.
+    Skip,
+}

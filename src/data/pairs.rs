@@ -172,7 +172,12 @@ impl Iterator for PairReader {
         }
         let item = self.next_pair();
         match &item {
-            Some(Ok(_)) => self.count += 1,
+            // A bad row still counts as a row, so that the row-number ids of the rows after
+            // it stay what they are when it is fixed; a caller may go on past it.
+            Some(Ok(_)) | Some(Err(DataError::Record { .. } | DataError::Field { .. })) => {
+                self.count += 1
+            }
+            // The file itself is unreadable from here on.
             Some(Err(_)) => self.failed = true,
             None => {}
         }

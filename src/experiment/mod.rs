@@ -318,7 +318,10 @@ pub fn run(
         }
         rows.push(Row::new(
             format!("Bi-encoder, {}", recipe.name),
-            recipe.options.command_line(),
+            recipe
+                .options
+                .command_line()
+                .replace(&format!("--seed {}", recipe.options.seed), "--seed SEED"),
             runs,
         ));
     }

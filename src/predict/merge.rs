@@ -252,7 +252,7 @@ pub fn merge(
             seen.insert(id);
             written += 1;
             if buf.len() > 1 << 20 {
-                out.append(&buf, 0, 0).map_err(MergeError::from)?;
+                out.append(&buf, 0, 0, &[]).map_err(MergeError::from)?;
                 buf.clear();
             }
             progress.advance(1);
@@ -275,7 +275,7 @@ pub fn merge(
             }
             .into());
         }
-        out.append(&buf, 0, 0).map_err(MergeError::from)?;
+        out.append(&buf, 0, 0, &[]).map_err(MergeError::from)?;
         Ok::<(), Error>(())
     })();
     progress.end();

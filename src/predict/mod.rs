@@ -10,7 +10,8 @@ mod working;
 pub use merge::{merge, MergeError};
 pub use output::{OutputFormat, PredictionWriter};
 pub use pipeline::{
-    input_identity, predict_file, same_file, FileRun, Pipeline, PredictError, RunSpec, CHUNK,
+    input_identity, predict_file, same_file, FileRun, Pipeline, PredictError, RunReport, RunSpec,
+    CHUNK,
 };
 pub use scorer::{batch_of, MechanismScore, Scorer};
 pub use shard::{shard_of, Shard};

@@ -1,6 +1,6 @@
 //! Prediction output: JSON lines or CSV, to stdout or to a file that appears only when complete.
 
-use super::working::{Leftover, RunIdentity, WorkingFile, WorkingFileError};
+use super::working::{Checkpoint, Leftover, RunIdentity, WorkingFile, WorkingFileError};
 use super::PairPrediction;
 use crate::mechanism::Mechanism;
 use std::io::Write;
@@ -67,24 +67,26 @@ impl PredictionWriter {
         })
     }
 
-    /// What an earlier, interrupted run already wrote: (input pairs read, predictions).
-    pub fn done(&self) -> (u64, u64) {
+    /// What an earlier, interrupted run already did (zero for a fresh one).
+    pub fn done(&self) -> Option<&Checkpoint> {
         match &self.sink {
-            Sink::File(w) => (w.checkpoint().pairs_read, w.checkpoint().pairs_written),
-            Sink::Stdout(_) => (0, 0),
+            Sink::File(w) => Some(w.checkpoint()),
+            Sink::Stdout(_) => None,
         }
     }
 
-    /// Writes the predictions of a chunk that consumed `pairs_read` input pairs.
+    /// Writes the predictions of a chunk that consumed `pairs_read` input pairs, `skipped`
+    /// of them bad rows left out.
     pub fn write(
         &mut self,
         predictions: &[PairPrediction],
         pairs_read: u64,
+        skipped: &[String],
     ) -> Result<(), WorkingFileError> {
         let buf = self.encode(predictions).map_err(stdout_error)?;
         match &mut self.sink {
             Sink::Stdout(s) => s.write_all(&buf).map_err(stdout_error),
-            Sink::File(w) => w.append(&buf, pairs_read, predictions.len() as u64),
+            Sink::File(w) => w.append(&buf, pairs_read, predictions.len() as u64, skipped),
         }
     }
 
@@ -152,7 +154,7 @@ impl PredictionWriter {
     /// Flushes and, for a file, moves it into place.
     pub fn finish(mut self) -> Result<(), WorkingFileError> {
         if self.csv_header.is_some() && self.format == OutputFormat::Csv {
-            self.write(&[], 0)?;
+            self.write(&[], 0, &[])?;
         }
         match self.sink {
             Sink::Stdout(mut s) => s.flush().map_err(stdout_error),

@@ -5,7 +5,7 @@
 use super::shard::Shard;
 use super::working::{Leftover, RunIdentity, WorkingFileError};
 use super::{predict_pairs, OutputFormat, PairPrediction, PredictionWriter, Scorer};
-use crate::data::{DataError, Pair, PairReader};
+use crate::data::{DataError, OnError, Pair, PairReader};
 use crate::progress::{Progress, Unit};
 use crate::Error;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,20 @@ pub struct RunSpec {
     pub identity: RunIdentity,
     pub leftover: Leftover,
     pub shard: Option<Shard>,
+    pub on_error: OnError,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Predictions in the output (a resumed run's earlier ones included).
+    pub predictions: u64,
+    /// Bad rows left out under `--on-error skip`.
+    pub skipped: u64,
+    /// Why, row by row (the first [`super::working::MAX_SKIP_MESSAGES`]).
+    pub skip_messages: Vec<String>,
+    /// The sidecar file that lists them, beside a file output.
+    pub skip_file: Option<PathBuf>,
 }
 
 /// Scores pairs and writes their predictions as they come.
@@ -27,6 +41,7 @@ pub struct Pipeline<'a> {
     scorer: Scorer<'a>,
     writer: PredictionWriter,
     shard: Option<Shard>,
+    on_error: OnError,
     progress: &'a dyn Progress,
     scored: u64,
 }
@@ -46,6 +61,7 @@ impl<'a> Pipeline<'a> {
             scorer,
             writer,
             shard: spec.shard,
+            on_error: spec.on_error,
             progress,
             scored: 0,
         })
@@ -55,47 +71,75 @@ impl<'a> Pipeline<'a> {
     pub fn score(&mut self, pairs: &[Pair]) -> Result<Vec<PairPrediction>, Error> {
         let predictions = predict_pairs(&self.scorer, self.scorer.text, pairs)?;
         self.writer
-            .write(&predictions, pairs.len() as u64)
+            .write(&predictions, pairs.len() as u64, &[])
             .map_err(PredictError::from)?;
         self.scored += pairs.len() as u64;
         Ok(predictions)
     }
 
     /// Scores every pair of `pairs` (of this run's shard) in chunks of [`CHUNK`], then
-    /// completes the output; a resumed run first reads past the pairs already done. Returns
-    /// the predictions in the output. On an error a file's working file is kept for
-    /// `--resume`: what was written is not lost.
+    /// completes the output; a resumed run first reads past the pairs already done. A bad row
+    /// stops the run (and removes the working file, which a resume could not continue past
+    /// it), or is left out and reported under [`OnError::Skip`]. On any other error a file's
+    /// working file is kept for `--resume`.
     pub fn run(
         mut self,
         pairs: impl Iterator<Item = Result<Pair, DataError>>,
-    ) -> Result<u64, Error> {
-        let (skip, already) = self.writer.done();
+    ) -> Result<RunReport, Error> {
+        let done = self.writer.done().cloned();
+        let (skip, mut report) = match &done {
+            Some(c) => (
+                c.pairs_read,
+                RunReport {
+                    predictions: c.pairs_written,
+                    skipped: c.skipped,
+                    skip_messages: c.skip_messages.clone(),
+                    skip_file: None,
+                },
+            ),
+            None => (0, RunReport::default()),
+        };
         if skip > 0 {
-            tracing::info!(pairs_read = skip, predictions = already, "resuming");
+            tracing::info!(
+                pairs_read = skip,
+                predictions = report.predictions,
+                "resuming"
+            );
         }
         self.progress.begin("scoring", None, Unit::Pairs);
-        self.progress.advance(already);
+        self.progress.advance(report.predictions);
+        let on_error = self.on_error;
         let result = (|| {
             let mut pairs = pairs.peekable();
-            for pair in pairs.by_ref().take(skip as usize) {
-                pair?;
-            }
+            // Read past what is done; its bad rows were counted when they were read.
+            for _ in pairs.by_ref().take(skip as usize) {}
             let mut chunk: Vec<Pair> = Vec::with_capacity(CHUNK);
+            let mut bad: Vec<String> = Vec::new();
             while pairs.peek().is_some() {
                 chunk.clear();
+                bad.clear();
                 let mut read = 0;
                 for pair in pairs.by_ref().take(CHUNK) {
-                    let pair = pair?;
                     read += 1;
-                    if self.shard.is_none_or(|s| s.contains(&pair.id)) {
-                        chunk.push(pair);
+                    match pair {
+                        Ok(pair) => {
+                            if self.shard.is_none_or(|s| s.contains(&pair.id)) {
+                                chunk.push(pair);
+                            }
+                        }
+                        Err(e) if on_error == OnError::Skip => bad.push(e.to_string()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 let predictions = predict_pairs(&self.scorer, self.scorer.text, &chunk)?;
                 self.writer
-                    .write(&predictions, read)
+                    .write(&predictions, read, &bad)
                     .map_err(PredictError::from)?;
                 self.scored += chunk.len() as u64;
+                report.skipped += bad.len() as u64;
+                let room =
+                    super::working::MAX_SKIP_MESSAGES.saturating_sub(report.skip_messages.len());
+                report.skip_messages.extend(bad.drain(..).take(room));
                 self.progress.advance(chunk.len() as u64);
             }
             Ok::<(), Error>(())
@@ -103,10 +147,17 @@ impl<'a> Pipeline<'a> {
         self.progress.end();
         match result {
             Ok(()) => {
-                let scored = self.scored;
+                report.predictions += self.scored;
                 self.finish()?;
-                Ok(already + scored)
+                Ok(report)
             }
+            // A bad row would stop a resume of the same input at the same place, and fixing
+            // the input makes it another input: nothing is left to continue.
+            Err(e @ Error::Data(_)) => {
+                self.writer.abandon();
+                Err(e)
+            }
+            // Anything else (a full disk, a failed write) can be resumed once mended.
             Err(e) => {
                 if let Some(kept) = self.writer.suspend() {
                     tracing::warn!(
@@ -185,6 +236,7 @@ pub struct FileRun {
     /// Continue an interrupted run's working file.
     pub resume: bool,
     pub shard: Option<Shard>,
+    pub on_error: OnError,
 }
 
 /// `epitome predict --input FILE [--output OUT]`: scores every pair of `input` (of one
@@ -197,7 +249,7 @@ pub fn predict_file(
     output: Option<&Path>,
     run: FileRun,
     progress: &dyn Progress,
-) -> Result<u64, Error> {
+) -> Result<RunReport, Error> {
     if let Some(out) = output.filter(|out| same_file(input, out)) {
         return Err(PredictError::OutputIsInput(out.to_path_buf()).into());
     }
@@ -206,9 +258,10 @@ pub fn predict_file(
             model,
             input: input_identity(input)?,
             options: format!(
-                "format {:?}, shard {}",
+                "format {:?}, shard {}, on error {:?}",
                 OutputFormat::from_path(output),
-                run.shard.map_or("all".to_owned(), |s| s.to_string())
+                run.shard.map_or("all".to_owned(), |s| s.to_string()),
+                run.on_error
             ),
         },
         leftover: if run.resume {
@@ -217,7 +270,37 @@ pub fn predict_file(
             Leftover::Refuse
         },
         shard: run.shard,
+        on_error: run.on_error,
     };
     let reader = PairReader::open(input)?;
-    Pipeline::create(scorer, output, spec, progress)?.run(reader)
+    let mut report = Pipeline::create(scorer, output, spec, progress)?.run(reader)?;
+    if let (Some(out), true) = (output, report.skipped > 0) {
+        let name = out
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("predictions");
+        let path = out.with_file_name(format!("{name}.skipped.txt"));
+        let mut text = format!(
+            "{} rows of {} were left out (--on-error skip){}:\n",
+            report.skipped,
+            input.display(),
+            if report.skipped as usize > report.skip_messages.len() {
+                format!("; the first {} are listed", report.skip_messages.len())
+            } else {
+                String::new()
+            }
+        );
+        for m in &report.skip_messages {
+            text.push_str(m);
+            text.push('\n');
+        }
+        crate::atomic::write_atomically(&path, |w| w.write_all(text.as_bytes())).map_err(
+            |source| Error::Write {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        report.skip_file = Some(path);
+    }
+    Ok(report)
 }

@@ -51,7 +51,16 @@ pub struct Checkpoint {
     pub pairs_written: u64,
     /// Bytes of the working file that hold them (a torn last chunk lies beyond).
     pub bytes: u64,
+    /// Bad input rows left out under `--on-error skip`.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Why, for the first [`MAX_SKIP_MESSAGES`] of them (file, line and field; never text).
+    #[serde(default)]
+    pub skip_messages: Vec<String>,
 }
+
+/// Skipped rows described one by one; beyond that they are only counted.
+pub const MAX_SKIP_MESSAGES: usize = 1000;
 
 /// What to do with a working file an earlier run left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +169,8 @@ impl WorkingFile {
                 pairs_read: 0,
                 pairs_written: 0,
                 bytes: 0,
+                skipped: 0,
+                skip_messages: Vec::new(),
             },
         };
         out.save_checkpoint()?;
@@ -219,18 +230,23 @@ impl WorkingFile {
         &self.checkpoint
     }
 
-    /// Appends one chunk's bytes, then records that `pairs_read` input pairs and
-    /// `pairs_written` more predictions are done.
+    /// Appends one chunk's bytes, then records that `pairs_read` input pairs (`skipped`
+    /// of them bad rows left out) and `pairs_written` more predictions are done.
     pub fn append(
         &mut self,
         bytes: &[u8],
         pairs_read: u64,
         pairs_written: u64,
+        skipped: &[String],
     ) -> Result<(), WorkingFileError> {
         self.file.write_all(bytes).map_err(io(&self.work))?;
-        self.checkpoint.bytes += bytes.len() as u64;
-        self.checkpoint.pairs_read += pairs_read;
-        self.checkpoint.pairs_written += pairs_written;
+        let c = &mut self.checkpoint;
+        c.bytes += bytes.len() as u64;
+        c.pairs_read += pairs_read;
+        c.pairs_written += pairs_written;
+        c.skipped += skipped.len() as u64;
+        let room = MAX_SKIP_MESSAGES.saturating_sub(c.skip_messages.len());
+        c.skip_messages.extend(skipped.iter().take(room).cloned());
         self.save_checkpoint()
     }
 
