@@ -9,17 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn epitome(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_epitome"))
-        .args(args)
-        .current_dir(dir)
-        .env("EPITOME_HOME", dir)
-        .env("EPITOME_LOG", "warn")
-        .output()
-        .expect("the epitome binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    epitome_at(dir, dir, args)
 }
 
 /// A tiny model and an input of `n` pairs (with line breaks in responses, and repeated
@@ -27,24 +17,7 @@ fn stderr(o: &Output) -> String {
 fn setup(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    let out = epitome(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            shared().join("data/epitome-reddit").to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-            "--encoder",
-            fixtures().join("tiny-roberta").to_str().unwrap(),
-            "--limit",
-            "24",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-        ],
-    );
+    let out = train_tiny(dir.path(), &model, &["--limit", "24"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let input = dir.path().join("in.csv");
     let mut w = csv::Writer::from_path(&input).unwrap();
@@ -74,19 +47,6 @@ fn predict(dir: &Path, model: &Path, input: &Path, output: &str, extra: &[&str])
     ];
     args.extend_from_slice(extra);
     epitome(dir, &args)
-}
-
-fn ids(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
 }
 
 #[test]
@@ -176,7 +136,7 @@ fn shards_cover_the_input_exactly_once_and_merge_checks_them() {
             let name = format!("part-{n}-{k}.jsonl");
             let out = predict(d, &model, &input, &name, &["--shard", &format!("{k}/{n}")]);
             assert!(out.status.success(), "{}", stderr(&out));
-            for id in ids(&d.join(&name)) {
+            for id in jsonl_ids(&d.join(&name)) {
                 *seen.entry(id).or_default() += 1;
             }
             parts.push(name);
@@ -319,7 +279,7 @@ fn bad_rows_mid_file_stop_the_run_or_are_listed_with_their_lines() {
 
     let skip = predict(d, &model, &input, "out.jsonl", &["--on-error", "skip"]);
     assert!(skip.status.success(), "{}", stderr(&skip));
-    let ids = ids(&d.join("out.jsonl"));
+    let ids = jsonl_ids(&d.join("out.jsonl"));
     assert_eq!(ids.len(), 598);
     assert!(!ids.contains(&"x50".to_owned()) && !ids.contains(&"x420".to_owned()));
     let listed = std::fs::read_to_string(d.join("out.jsonl.skipped.txt")).unwrap();

@@ -9,16 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn epitome(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_epitome"))
-        .args(args)
-        .env("EPITOME_HOME", home)
-        .env("EPITOME_LOG", "warn")
-        .output()
-        .expect("the epitome binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    epitome_at(home, Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 fn data_dir() -> PathBuf {
@@ -35,25 +26,10 @@ fn trained_model() -> PathBuf {
     let (_, path) = MODEL.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");
-        let out = epitome(
+        let out = train_tiny(
             dir.path(),
-            &[
-                "train",
-                "--data",
-                data_dir().to_str().unwrap(),
-                "--out",
-                model.to_str().unwrap(),
-                "--encoder",
-                &tiny_encoder(),
-                "--limit",
-                "48",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--dev-fraction",
-                "0.25",
-            ],
+            &model,
+            &["--limit", "48", "--dev-fraction", "0.25"],
         );
         assert!(out.status.success(), "train failed: {}", stderr(&out));
         (dir, model)

@@ -13,36 +13,13 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn ids_of(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
 #[test]
 fn the_slurm_array_scripts_score_every_shard_and_merge_to_a_single_runs_rows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bin = env!("CARGO_BIN_EXE_epitome");
     let model = d.join("model");
-    let train = Command::new(bin)
-        .args(["train", "--data"])
-        .arg(shared().join("data/epitome-reddit"))
-        .arg("--out")
-        .arg(&model)
-        .arg("--encoder")
-        .arg(fixtures().join("tiny-roberta"))
-        .args(["--limit", "24", "--epochs", "1", "--batch-size", "8"])
-        .env("EPITOME_HOME", d)
-        .output()
-        .unwrap();
+    let train = train_tiny(d, &model, &["--limit", "24"]);
     assert!(
         train.status.success(),
         "{}",
@@ -98,9 +75,9 @@ fn the_slurm_array_scripts_score_every_shard_and_merge_to_a_single_runs_rows() {
         &[],
     );
     let expected: Vec<String> = (0..300).map(|i| format!("r{i}")).collect();
-    assert_eq!(ids_of(&merged), expected);
+    assert_eq!(jsonl_ids(&merged), expected);
     let parts: usize = (4..7)
-        .map(|t| ids_of(&outdir.join(format!("part-{t}.jsonl"))).len())
+        .map(|t| jsonl_ids(&outdir.join(format!("part-{t}.jsonl"))).len())
         .sum();
     assert_eq!(parts, 300);
 }

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: the fixtures in ../shared are read in place.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub fn shared() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -50,4 +51,55 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
             "{what}[{i}]: got {a}, expected {e} (tolerance {tol})"
         );
     }
+}
+
+/// Runs the built `epitome` with its cache in `home`, from `cwd`, logging warnings only.
+pub fn epitome_at(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_epitome"))
+        .args(args)
+        .current_dir(cwd)
+        .env("EPITOME_HOME", home)
+        .env("EPITOME_LOG", "warn")
+        .output()
+        .expect("the epitome binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `id` of every line of a JSON lines prediction output, in order.
+pub fn jsonl_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Trains a model on the tiny RoBERTa fixture encoder for one epoch into `out`, with `extra`
+/// flags (a `--limit`, say), from `home`.
+pub fn train_tiny(home: &Path, out: &Path, extra: &[&str]) -> Output {
+    let data = shared().join("data/epitome-reddit");
+    let encoder = fixtures().join("tiny-roberta");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--encoder",
+        encoder.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    epitome_at(home, home, &args)
 }
