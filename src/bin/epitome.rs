@@ -711,27 +711,16 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Export(args) => {
-            epitome::bundle::export(&args.model, &args.out, args.dtype.into(), record_command)?;
+            epitome::bundle::export(
+                &args.model,
+                &args.out,
+                args.dtype.into(),
+                epitome::train::record_command,
+            )?;
             eprintln!("bundle written to {}", args.out.display());
             Ok(())
         }
         Command::Bench(args) => bench(&args),
-    }
-}
-
-/// Bundles trained before `training.command` was recorded get it from their options.
-fn record_command(info: &mut epitome::bundle::BundleInfo) {
-    let serde_json::Value::Object(training) = &mut info.training else {
-        return;
-    };
-    if training.contains_key("command") {
-        return;
-    }
-    let options = training
-        .get("options")
-        .and_then(|o| serde_json::from_value::<TrainOptions>(o.clone()).ok());
-    if let Some(options) = options {
-        training.insert("command".into(), options.command_line().into());
     }
 }
 
@@ -1114,6 +1103,26 @@ fn quickstart(args: &QuickstartArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_training_command_parses_back_to_the_same_options() {
+        let mut options = TrainOptions::default_for_minilm();
+        options.max_len = 128;
+        options.seed = 14;
+        options.lr = 5e-5;
+        options.responder = ResponderSharing::Separate;
+        options.class_weights = "ER=none,IP=sqrt,EX=inverse".parse().unwrap();
+        options.fold = Some(epitome::data::Fold { index: 1, count: 5 });
+        let line = options.command_line();
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Train(parsed) = cli.command else {
+            panic!("{line}")
+        };
+        assert_eq!(parsed.options().unwrap(), options, "{line}");
+        let default = TrainOptions::default_for_minilm().command_line();
+        assert_eq!(default, "epitome train --data DATA --out OUT --seed 12");
+    }
 
     #[test]
     fn every_command_parses() {

@@ -608,3 +608,20 @@ pub fn train(
         out: out.to_path_buf(),
     })
 }
+
+/// Gives a bundle trained before `training.command` was recorded the command of its options
+/// (for `epitome export`).
+pub fn record_command(info: &mut BundleInfo) {
+    let serde_json::Value::Object(training) = &mut info.training else {
+        return;
+    };
+    if training.contains_key("command") {
+        return;
+    }
+    let options = training
+        .get("options")
+        .and_then(|o| serde_json::from_value::<TrainOptions>(o.clone()).ok());
+    if let Some(options) = options {
+        training.insert("command".into(), options.command_line().into());
+    }
+}
