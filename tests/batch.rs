@@ -292,3 +292,55 @@ fn bad_rows_mid_file_stop_the_run_or_are_listed_with_their_lines() {
         assert!(!text.contains("private words"));
     }
 }
+
+#[test]
+fn a_seeker_post_seen_before_is_not_encoded_again_and_scores_the_same() {
+    let (dir, model, _) = setup(1);
+    let bundle = epitome::bundle::load(&model, &candle_core::Device::Cpu).unwrap();
+    drop(dir);
+    let pairs: Vec<epitome::data::Pair> = (0..90)
+        .map(|i| epitome::data::Pair {
+            id: i.to_string(),
+            // Ten threads of nine replies each, interleaved.
+            seeker_post: format!(
+                "thread {} has been hard for me, {}",
+                i % 10,
+                "so hard ".repeat(i % 10)
+            ),
+            response_post: format!(
+                "I'm sorry. {}What happened?",
+                "That sounds hard. ".repeat(i % 3)
+            ),
+        })
+        .collect();
+    let scorer = bundle.scorer();
+    let plain = epitome::predict::predict_pairs(&scorer, &bundle.text, &pairs).unwrap();
+    let mut cache = epitome::predict::SeekerCache::new(epitome::predict::DEFAULT_BUDGET_BYTES);
+    let mut cached = Vec::new();
+    for chunk in pairs.chunks(30) {
+        cached.extend(
+            epitome::predict::predict_pairs_cached(&scorer, &bundle.text, chunk, Some(&mut cache))
+                .unwrap(),
+        );
+    }
+    // Ten distinct posts: every lookup after the first chunk finds its post.
+    assert_eq!(cache.hits + cache.misses, 90);
+    assert!(
+        cache.hits >= 60,
+        "{} hits, {} misses",
+        cache.hits,
+        cache.misses
+    );
+    for (a, b) in plain.iter().zip(&cached) {
+        assert_eq!(a.id, b.id);
+        for ((ma, pa), (mb, pb)) in a.mechanisms.iter().zip(&b.mechanisms) {
+            assert_eq!(
+                (ma, pa.level, &pa.rationales),
+                (mb, pb.level, &pb.rationales)
+            );
+            for (x, y) in pa.probs.iter().zip(&pb.probs) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            }
+        }
+    }
+}

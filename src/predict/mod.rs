@@ -4,6 +4,7 @@ mod merge;
 mod output;
 mod pipeline;
 mod scorer;
+mod seeker_cache;
 mod shard;
 mod working;
 
@@ -14,6 +15,7 @@ pub use pipeline::{
     CHUNK,
 };
 pub use scorer::{batch_of, MechanismScore, Scorer};
+pub use seeker_cache::{SeekerCache, DEFAULT_BUDGET_BYTES};
 pub use shard::{shard_of, Shard};
 pub use working::{Checkpoint, Leftover, RunIdentity, WorkingFile, WorkingFileError};
 
@@ -116,17 +118,36 @@ pub fn predict_pairs(
     text: &TextEncoder,
     pairs: &[Pair],
 ) -> Result<Vec<PairPrediction>, crate::Error> {
+    predict_pairs_cached(scorer, text, pairs, None)
+}
+
+/// [`predict_pairs`], with the seeker posts seen before taken from `cache`.
+pub fn predict_pairs_cached(
+    scorer: &Scorer,
+    text: &TextEncoder,
+    pairs: &[Pair],
+    cache: Option<&mut SeekerCache>,
+) -> Result<Vec<PairPrediction>, crate::Error> {
     let encoded = pairs
         .iter()
         .map(|p| EncodedPair::new(text, p.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(predict_encoded(scorer, &encoded)?)
+    Ok(predict_encoded_cached(scorer, &encoded, cache)?)
 }
 
 /// Scores tokenized pairs, in input order.
 pub fn predict_encoded(
     scorer: &Scorer,
     pairs: &[EncodedPair],
+) -> Result<Vec<PairPrediction>, candle_core::Error> {
+    predict_encoded_cached(scorer, pairs, None)
+}
+
+/// [`predict_encoded`], with the seeker posts seen before taken from `cache`.
+pub fn predict_encoded_cached(
+    scorer: &Scorer,
+    pairs: &[EncodedPair],
+    mut cache: Option<&mut SeekerCache>,
 ) -> Result<Vec<PairPrediction>, candle_core::Error> {
     // Scoring pads each batch to its longest text: order by length so that batches are even.
     let mut order: Vec<usize> = (0..pairs.len()).collect();
@@ -135,7 +156,7 @@ pub fn predict_encoded(
     for chunk in order.chunks(BATCH) {
         let s: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].seeker).collect();
         let r: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].response).collect();
-        let scores = scorer.score_encoded(&s, &r)?;
+        let scores = scorer.score_encoded_cached(&s, &r, cache.as_deref_mut())?;
         for (&i, pair_scores) in chunk.iter().zip(scores) {
             let p = &pairs[i];
             results[i] = Some(PairPrediction {

@@ -2,9 +2,10 @@
 //! time, so memory stays bounded for any input. `epitome predict`, `analyze --model` and batch
 //! scoring all go through [`Pipeline`].
 
+use super::seeker_cache::{SeekerCache, DEFAULT_BUDGET_BYTES};
 use super::shard::Shard;
 use super::working::{Leftover, RunIdentity, WorkingFileError};
-use super::{predict_pairs, OutputFormat, PairPrediction, PredictionWriter, Scorer};
+use super::{predict_pairs_cached, OutputFormat, PairPrediction, PredictionWriter, Scorer};
 use crate::data::{DataError, OnError, Pair, PairReader};
 use crate::progress::{Progress, Unit};
 use crate::Error;
@@ -42,6 +43,7 @@ pub struct Pipeline<'a> {
     writer: PredictionWriter,
     shard: Option<Shard>,
     on_error: OnError,
+    seekers: SeekerCache,
     progress: &'a dyn Progress,
     scored: u64,
 }
@@ -62,6 +64,7 @@ impl<'a> Pipeline<'a> {
             writer,
             shard: spec.shard,
             on_error: spec.on_error,
+            seekers: SeekerCache::new(DEFAULT_BUDGET_BYTES),
             progress,
             scored: 0,
         })
@@ -69,7 +72,12 @@ impl<'a> Pipeline<'a> {
 
     /// Scores one chunk, writes it, and returns its predictions in input order.
     pub fn score(&mut self, pairs: &[Pair]) -> Result<Vec<PairPrediction>, Error> {
-        let predictions = predict_pairs(&self.scorer, self.scorer.text, pairs)?;
+        let predictions = predict_pairs_cached(
+            &self.scorer,
+            self.scorer.text,
+            pairs,
+            Some(&mut self.seekers),
+        )?;
         self.writer
             .write(&predictions, pairs.len() as u64, &[])
             .map_err(PredictError::from)?;
@@ -131,7 +139,12 @@ impl<'a> Pipeline<'a> {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let predictions = predict_pairs(&self.scorer, self.scorer.text, &chunk)?;
+                let predictions = predict_pairs_cached(
+                    &self.scorer,
+                    self.scorer.text,
+                    &chunk,
+                    Some(&mut self.seekers),
+                )?;
                 self.writer
                     .write(&predictions, read, &bad)
                     .map_err(PredictError::from)?;
@@ -147,6 +160,11 @@ impl<'a> Pipeline<'a> {
         self.progress.end();
         match result {
             Ok(()) => {
+                tracing::debug!(
+                    hits = self.seekers.hits,
+                    misses = self.seekers.misses,
+                    "seeker encodings reused"
+                );
                 report.predictions += self.scored;
                 self.finish()?;
                 Ok(report)

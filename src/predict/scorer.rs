@@ -1,12 +1,13 @@
 //! Batched inference: tokenized pairs in, levels, probabilities and rationale tokens out.
 
+use super::seeker_cache::SeekerCache;
 use crate::encoder::layers::Mode;
 use crate::encoder::TokenBatch;
 use crate::kernels;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::model::BiEncoder;
 use crate::text::{Encoded, TextEncoder};
-use candle_core::{Device, Result};
+use candle_core::{Device, Result, Tensor};
 
 /// Batches up to this many pairs encode seeker and response posts concurrently.
 const PARALLEL_ENCODERS_MAX_PAIRS: usize = 4;
@@ -37,8 +38,33 @@ impl Scorer<'_> {
         seekers: &[&Encoded],
         responses: &[&Encoded],
     ) -> Result<Vec<Vec<MechanismScore>>> {
+        self.score_encoded_cached(seekers, responses, None)
+    }
+
+    /// [`Scorer::score_encoded`], taking the seeker states of posts seen before from `cache`
+    /// (and leaving the new ones there). Only for models whose responses never attend to
+    /// seeker padding: the cached states are padded with zeros, not with the encoder's
+    /// states of padding tokens.
+    pub fn score_encoded_cached(
+        &self,
+        seekers: &[&Encoded],
+        responses: &[&Encoded],
+        cache: Option<&mut SeekerCache>,
+    ) -> Result<Vec<Vec<MechanismScore>>> {
         if seekers.is_empty() {
             return Ok(Vec::new());
+        }
+        let config = self.model.config();
+        let cache = cache.filter(|_| config.mask_seeker_padding && !config.pad_to_max_len);
+        if let Some(cache) = cache {
+            let seeker_batch = padded_batch_of(seekers, self.pad_id, None, self.device)?;
+            let states = self.cached_seeker_states(seekers, &seeker_batch, cache)?;
+            let response_batch = padded_batch_of(responses, self.pad_id, None, self.device)?;
+            let response_states = self.model.encode_responses(&response_batch, Mode::Infer)?;
+            let logits =
+                self.model
+                    .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
+            return self.scores(&logits, responses);
         }
         let pad_to = self
             .model
@@ -64,8 +90,70 @@ impl Scorer<'_> {
         let logits =
             self.model
                 .heads(&states?, &seeker_batch.mask, &response_states?, Mode::Infer)?;
-        let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); seekers.len()];
-        for mech in &logits {
+        self.scores(&logits, responses)
+    }
+
+    /// Seeker states (batch, tokens, hidden) for `seekers`, encoding only the posts `cache`
+    /// lacks, in one batch; rows are padded with zeros to the batch's length.
+    fn cached_seeker_states(
+        &self,
+        seekers: &[&Encoded],
+        batch: &crate::encoder::TokenBatch,
+        cache: &mut SeekerCache,
+    ) -> Result<Tensor> {
+        let mut rows: Vec<Option<Tensor>> = seekers.iter().map(|s| cache.get(&s.ids)).collect();
+        // Posts are encoded in batches of one length, without padding, so that a post's
+        // states do not depend on which posts it was batched with: a cached state is the one
+        // any later run computes (a resumed run's rows equal an uninterrupted run's).
+        let mut by_len: std::collections::BTreeMap<usize, Vec<&Encoded>> = Default::default();
+        let mut fresh: std::collections::HashMap<&[u32], Tensor> = Default::default();
+        for (i, s) in seekers.iter().enumerate() {
+            if rows[i].is_none() && !fresh.contains_key(s.ids.as_slice()) {
+                let group = by_len.entry(s.ids.len()).or_default();
+                if !group.iter().any(|g| g.ids == s.ids) {
+                    group.push(s);
+                }
+            }
+        }
+        for group in by_len.values() {
+            let states = self.model.encode_seekers(&padded_batch_of(
+                group,
+                self.pad_id,
+                None,
+                self.device,
+            )?)?;
+            for (k, s) in group.iter().enumerate() {
+                let state = states.get(k)?.contiguous()?;
+                cache.insert(s.ids.clone(), state.clone());
+                fresh.insert(s.ids.as_slice(), state);
+            }
+        }
+        for (i, row) in rows.iter_mut().enumerate() {
+            if row.is_none() {
+                *row = fresh.get(seekers[i].ids.as_slice()).cloned();
+            }
+        }
+        let width = batch.lengths.iter().copied().max().unwrap_or(0);
+        let padded = rows
+            .into_iter()
+            .map(|r| {
+                let r = r.ok_or_else(|| {
+                    candle_core::Error::Msg("a seeker post was neither cached nor encoded".into())
+                })?;
+                let len = r.dim(0)?;
+                r.pad_with_zeros(0, 0, width - len)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::stack(&padded, 0)
+    }
+
+    fn scores(
+        &self,
+        logits: &[crate::model::MechanismLogits],
+        responses: &[&Encoded],
+    ) -> Result<Vec<Vec<MechanismScore>>> {
+        let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); responses.len()];
+        for mech in logits {
             let level_logits: Vec<Vec<f32>> = mech.level.to_vec2()?;
             let rationale = mech.rationale.argmax(2)?.to_vec2::<u32>()?;
             for (i, row) in level_logits.iter().enumerate() {
