@@ -87,28 +87,24 @@ pub fn install(models_dir: &Path) -> Result<PathBuf, BundleError> {
         return Ok(dir);
     }
     let encoder = ensure_default_encoder()?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BundleError::Write { path, source }
-    };
-    std::fs::create_dir_all(models_dir).map_err(io(models_dir))?;
+    std::fs::create_dir_all(models_dir).map_err(super::io_err(models_dir))?;
     let staging = models_dir.join(format!(".default.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let result = (|| {
         let enc_dir = staging.join(ENCODER_DIR);
-        std::fs::create_dir_all(&enc_dir).map_err(io(&enc_dir))?;
+        std::fs::create_dir_all(&enc_dir).map_err(super::io_err(&enc_dir))?;
         for file in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
             super::link_or_copy(&encoder.join(file), &enc_dir.join(file))?;
         }
         let weights = staging.join(FINE_TUNED_FILE);
-        std::fs::write(&weights, WEIGHTS).map_err(io(&weights))?;
+        std::fs::write(&weights, WEIGHTS).map_err(super::io_err(&weights))?;
         let json = staging.join(BUNDLE_FILE);
-        std::fs::write(&json, BUNDLE_JSON).map_err(io(&json))?;
+        std::fs::write(&json, BUNDLE_JSON).map_err(super::io_err(&json))?;
         match std::fs::rename(&staging, &dir) {
             Ok(()) => Ok(()),
             // Another process installed it first: theirs is as good as ours.
             Err(_) if dir.join(BUNDLE_FILE).is_file() => Ok(()),
-            Err(e) => Err(io(&dir)(e)),
+            Err(e) => Err(super::io_err(&dir)(e)),
         }
     })();
     let _ = std::fs::remove_dir_all(&staging);

@@ -72,6 +72,17 @@ impl<'a> Pipeline<'a> {
 
     /// Scores one chunk, writes it, and returns its predictions in input order.
     pub fn score(&mut self, pairs: &[Pair]) -> Result<Vec<PairPrediction>, Error> {
+        self.write_chunk(pairs, pairs.len() as u64, &[])
+    }
+
+    /// Scores `pairs`, the usable ones among `read` input pairs (`bad` the rows left out),
+    /// and writes their predictions with that account of the input.
+    fn write_chunk(
+        &mut self,
+        pairs: &[Pair],
+        read: u64,
+        bad: &[String],
+    ) -> Result<Vec<PairPrediction>, Error> {
         let predictions = predict_pairs_cached(
             &self.scorer,
             self.scorer.text,
@@ -79,7 +90,7 @@ impl<'a> Pipeline<'a> {
             Some(&mut self.seekers),
         )?;
         self.writer
-            .write(&predictions, pairs.len() as u64, &[])
+            .write(&predictions, read, bad)
             .map_err(PredictError::from)?;
         self.scored += pairs.len() as u64;
         Ok(predictions)
@@ -139,16 +150,7 @@ impl<'a> Pipeline<'a> {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let predictions = predict_pairs_cached(
-                    &self.scorer,
-                    self.scorer.text,
-                    &chunk,
-                    Some(&mut self.seekers),
-                )?;
-                self.writer
-                    .write(&predictions, read, &bad)
-                    .map_err(PredictError::from)?;
-                self.scored += chunk.len() as u64;
+                self.write_chunk(&chunk, read, &bad)?;
                 report.skipped += bad.len() as u64;
                 let room =
                     super::working::MAX_SKIP_MESSAGES.saturating_sub(report.skip_messages.len());

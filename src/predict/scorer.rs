@@ -108,7 +108,7 @@ impl Scorer<'_> {
         let mut by_len: std::collections::BTreeMap<usize, Vec<&Encoded>> = Default::default();
         let mut fresh: std::collections::HashMap<&[u32], Tensor> = Default::default();
         for (i, s) in seekers.iter().enumerate() {
-            if rows[i].is_none() && !fresh.contains_key(s.ids.as_slice()) {
+            if rows[i].is_none() {
                 let group = by_len.entry(s.ids.len()).or_default();
                 if !group.iter().any(|g| g.ids == s.ids) {
                     group.push(s);
