@@ -87,9 +87,10 @@ impl std::str::FromStr for Recipe {
                 .ok_or_else(|| format!("'{setting}': expected FIELD=VALUE"))?;
             let slot = options
                 .get_mut(field)
-                .filter(|_| field != "seed" && field != "fold")
+                // The split is the experiment's: every row of a seed scores the same dev pairs.
+                .filter(|_| !matches!(field, "seed" | "fold" | "dev_fraction"))
                 .ok_or_else(|| {
-                    format!("'{field}' is not a training option a recipe can set (the seed and fold come from --seeds and --folds)")
+                    format!("'{field}' is not a training option a recipe can set (the split comes from --seeds and --folds)")
                 })?;
             *slot = if field == "class_weights" {
                 let w: LevelWeighting = value.parse()?;
@@ -395,6 +396,7 @@ mod tests {
         let plain: Recipe = "default".parse().unwrap();
         assert_eq!(plain.options, TrainOptions::default_for_minilm());
         assert!("x:seed=3".parse::<Recipe>().is_err());
+        assert!("x:dev_fraction=0.2".parse::<Recipe>().is_err());
         assert!("x:colour=blue".parse::<Recipe>().is_err());
         assert!("x:epochs=0".parse::<Recipe>().is_err());
         assert!("../up".parse::<Recipe>().is_err());
