@@ -12,41 +12,12 @@ fn epitome(dir: &Path, args: &[&str]) -> Output {
     epitome_at(dir, dir, args)
 }
 
-/// A tiny model and an input of `n` pairs (with line breaks in responses, and repeated
-/// seeker posts) in a fresh directory.
 fn setup(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    let out = train_tiny(dir.path(), &model, &["--limit", "24"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let input = dir.path().join("in.csv");
-    let mut w = csv::Writer::from_path(&input).unwrap();
-    w.write_record(["id", "seeker_post", "response_post"])
-        .unwrap();
-    for i in 0..n {
-        w.write_record([
-            format!("t{i}"),
-            format!("I have felt low for {} weeks now", i % 40),
-            "I'm so sorry.\nWhat happened after that? ".repeat(i % 4),
-        ])
-        .unwrap();
-    }
-    w.flush().unwrap();
-    (dir, model, input)
+    tiny_model_and_pairs(n)
 }
 
 fn predict(dir: &Path, model: &Path, input: &Path, output: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "predict",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output,
-    ];
-    args.extend_from_slice(extra);
-    epitome(dir, &args)
+    predict_at(dir, dir, model, input, output, extra)
 }
 
 #[test]
@@ -55,18 +26,39 @@ fn kill_9_then_resume_gives_exactly_the_rows_of_an_uninterrupted_run() {
     let d = dir.path();
     let whole = predict(d, &model, &input, "whole.jsonl", &[]);
     assert!(whole.status.success(), "{}", stderr(&whole));
+    let expected = std::fs::read_to_string(d.join("whole.jsonl")).unwrap();
+    kill_9_then_resume(d, &model, &input, "resumed.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(d.join("resumed.jsonl")).unwrap(),
+        expected
+    );
+    // A Parquet output is staged as JSON lines, so it resumes the same way.
+    kill_9_then_resume(d, &model, &input, "resumed.parquet");
+    assert_eq!(parquet_as_json_lines(&d.join("resumed.parquet")), expected);
+}
 
+/// The rows of a Parquet prediction output in the JSON lines form.
+fn parquet_as_json_lines(path: &Path) -> String {
+    epitome::predict::PredictionRows::open(path)
+        .unwrap()
+        .map(|p| format!("{}\n", p.unwrap().to_json()))
+        .collect()
+}
+
+/// Starts `predict --output NAME`, kills it (SIGKILL) once it has checkpointed some pairs,
+/// checks what it left, and resumes it to the end.
+fn kill_9_then_resume(d: &Path, model: &Path, input: &Path, name: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_epitome"))
         .args(["predict", "--model", model.to_str().unwrap(), "--input"])
-        .arg(&input)
-        .args(["--output", "resumed.jsonl"])
+        .arg(input)
+        .args(["--output", name])
         .current_dir(d)
         .env("EPITOME_HOME", d)
         .env("EPITOME_LOG", "warn")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let state = d.join(".resumed.jsonl.partial.state");
+    let state = d.join(format!(".{name}.partial.state"));
     let started = std::time::Instant::now();
     loop {
         let read = std::fs::read_to_string(&state)
@@ -82,16 +74,16 @@ fn kill_9_then_resume_gives_exactly_the_rows_of_an_uninterrupted_run() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
-        !d.join("resumed.jsonl").exists(),
+        !d.join(name).exists(),
         "the run finished before it was killed"
     );
-    let work = d.join(".resumed.jsonl.partial");
+    let work = d.join(format!(".{name}.partial"));
     assert!(work.exists());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(work.metadata().unwrap().permissions().mode() & 0o077, 0);
 
     // Without --resume the leftover is named, not overwritten.
-    let refused = predict(d, &model, &input, "resumed.jsonl", &[]);
+    let refused = predict(d, model, input, name, &[]);
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("--resume"),
@@ -99,13 +91,7 @@ fn kill_9_then_resume_gives_exactly_the_rows_of_an_uninterrupted_run() {
         stderr(&refused)
     );
     // A resume with other options is refused, saying which.
-    let other = predict(
-        d,
-        &model,
-        &input,
-        "resumed.jsonl",
-        &["--resume", "--shard", "0/2"],
-    );
+    let other = predict(d, model, input, name, &["--resume", "--shard", "0/2"]);
     assert!(!other.status.success());
     assert!(
         stderr(&other).contains("options differs"),
@@ -113,11 +99,11 @@ fn kill_9_then_resume_gives_exactly_the_rows_of_an_uninterrupted_run() {
         stderr(&other)
     );
 
-    let resumed = predict(d, &model, &input, "resumed.jsonl", &["--resume"]);
+    let resumed = predict(d, model, input, name, &["--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(
-        std::fs::read(d.join("resumed.jsonl")).unwrap(),
-        std::fs::read(d.join("whole.jsonl")).unwrap()
+        d.join(name).metadata().unwrap().permissions().mode() & 0o077,
+        0
     );
     assert!(!work.exists() && !state.exists());
 }

@@ -39,18 +39,8 @@ fn trained_model() -> PathBuf {
 
 /// `epitome predict --model MODEL --input INPUT --output OUTPUT`.
 fn predict_file(home: &Path, model: &Path, input: &Path, output: &Path) -> Output {
-    epitome(
-        home,
-        &[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ],
-    )
+    let cwd = Path::new(env!("CARGO_MANIFEST_DIR"));
+    predict_at(home, cwd, model, input, output.to_str().unwrap(), &[])
 }
 
 fn chars(s: &str, start: usize, end: usize) -> String {

@@ -80,13 +80,13 @@ enum Command {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("levels").required(true).args(["predictions", "model"])))]
 struct AnalyzeArgs {
-    /// Interactions (CSV or JSONL): seeker_post, response_post and, each optional, id,
+    /// Interactions (CSV, JSONL or Parquet): seeker_post, response_post and, each optional, id,
     /// responder_id, seeker_id, created_at (RFC 3339 or Unix seconds), likes, seeker_replied
     /// (0/1 or a count), seeker_followed (0/1).
     #[arg(long)]
     input: PathBuf,
-    /// Levels from `epitome predict` (JSONL or CSV), joined on id (or on the row number when
-    /// the input has no id column).
+    /// Levels from `epitome predict` (JSONL, CSV or Parquet), joined on id (or on the row
+    /// number when the input has no id column).
     #[arg(long)]
     predictions: Option<PathBuf>,
     /// Compute the levels with this model instead (a bundle directory, or `default` for the
@@ -173,7 +173,7 @@ struct MergeArgs {
     /// The input the shards were scored from.
     #[arg(long)]
     input: PathBuf,
-    /// The merged output (.csv or JSON lines, as the shard outputs).
+    /// The merged output (.csv, .parquet or JSON lines, as the shard outputs).
     #[arg(long)]
     output: PathBuf,
     /// The shard outputs, in any order.
@@ -544,10 +544,11 @@ struct EvalArgs {
 struct PredictArgs {
     #[command(flatten)]
     model: ModelArg,
-    /// CSV or JSONL with seeker_post, response_post and optionally id.
+    /// CSV, JSONL or Parquet (.parquet) with seeker_post, response_post and optionally id.
     #[arg(long, conflicts_with_all = ["seeker", "response"])]
     input: Option<PathBuf>,
-    /// Output file: .csv for CSV, anything else for JSON lines. Default: JSON lines on stdout.
+    /// Output file: .csv for CSV, .parquet for Parquet (typed columns), anything else for
+    /// JSON lines. Default: JSON lines on stdout.
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
     /// Continue the run that `--output`'s working file was left by (after a crash, `kill -9`

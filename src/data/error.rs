@@ -1,4 +1,14 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where a record is: a line of a text file, a row of a Parquet file (numbered from 1).
+pub(crate) fn place(path: &Path, line: u64) -> String {
+    let unit = if super::parquet::is_parquet(path) {
+        "row"
+    } else {
+        "line"
+    };
+    format!("{}, {unit} {line}", path.display())
+}
 
 /// Everything that can be wrong with an input file. Messages name the file, the line and the
 /// field, never the text of a post: posts are sensitive.
@@ -17,13 +27,13 @@ pub enum DataError {
         column: String,
         found: String,
     },
-    #[error("{}, line {line}: {message}", path.display())]
+    #[error("{}: {message}", place(path, *line))]
     Record {
         path: PathBuf,
         line: u64,
         message: String,
     },
-    #[error("{}, line {line}, field '{field}': {message}", path.display())]
+    #[error("{}, field '{field}': {message}", place(path, *line))]
     Field {
         path: PathBuf,
         line: u64,

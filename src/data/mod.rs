@@ -1,4 +1,4 @@
-//! Reading data: the EPITOME annotations, pairs to score, dataset splits, and rationale
+//! Reading data (CSV, JSONL, Parquet): the EPITOME annotations, pairs to score, dataset splits, and rationale
 //! span alignment.
 
 pub mod align;
@@ -6,6 +6,7 @@ mod epitome;
 mod error;
 pub(crate) mod lines;
 mod pairs;
+mod parquet;
 pub mod records;
 mod split;
 

@@ -1,4 +1,4 @@
-//! Pairs to score: CSV or JSONL with `seeker_post`, `response_post` and an optional `id`,
+//! Pairs to score: CSV, JSONL or Parquet with `seeker_post`, `response_post` and an optional `id`,
 //! read as a stream so that any file size runs in bounded memory.
 
 use super::error::DataError;
@@ -17,11 +17,16 @@ pub struct Pair {
 pub enum InputFormat {
     Csv,
     Jsonl,
+    Parquet,
 }
 
 impl InputFormat {
-    /// `.jsonl`, `.ndjson` and `.json` are JSON lines; everything else is CSV.
+    /// `.jsonl`, `.ndjson` and `.json` are JSON lines, `.parquet` and `.pq` Parquet;
+    /// everything else is CSV.
     pub fn from_path(path: &Path) -> Self {
+        if super::parquet::is_parquet(path) {
+            return InputFormat::Parquet;
+        }
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -39,6 +44,7 @@ impl InputFormat {
         match self {
             InputFormat::Csv => format!("a header row with the columns {fields}"),
             InputFormat::Jsonl => format!("one JSON object per line with the fields {fields}"),
+            InputFormat::Parquet => format!("the columns {fields}"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The one reader of CSV and JSONL files: every input (pairs, interactions, predictions, the
+//! The one reader of CSV, JSONL and Parquet files: every input (pairs, interactions, predictions, the
 //! annotations) goes through [`Records`], so that they agree on line numbers (exact through
 //! CRLF and quoted newlines), byte-order marks, empty files, required columns, quotes left
 //! open, and errors that name the file, line and column without quoting post text.
@@ -6,6 +6,7 @@
 use super::error::{describe_headers, DataError};
 use super::lines::{LineTracker, TrackingReader};
 use super::pairs::InputFormat;
+use super::parquet::ParquetRows;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,10 +37,12 @@ enum Source {
         line: u64,
         read: u64,
     },
+    /// Rows come as CSV records would, with the column names as the header.
+    Parquet(ParquetRows),
 }
 
-/// Records of a CSV (with a header row) or JSONL file, by extension (`.jsonl`, `.json`,
-/// `.ndjson`: JSON lines; anything else CSV).
+/// Records of a CSV (with a header row), JSONL or Parquet file, by extension (`.jsonl`,
+/// `.json`, `.ndjson`: JSON lines; `.parquet`, `.pq`: Parquet; anything else CSV).
 pub struct Records {
     path: PathBuf,
     source: Source,
@@ -65,6 +68,7 @@ impl Records {
             });
         }
         let source = match format {
+            InputFormat::Parquet => Source::Parquet(ParquetRows::open(path, file)?),
             InputFormat::Jsonl => Source::Jsonl {
                 reader: BufReader::new(file),
                 buf: Vec::new(),
@@ -106,18 +110,39 @@ impl Records {
     pub fn headers(&self) -> Option<&[String]> {
         match &self.source {
             Source::Csv { headers, .. } => Some(headers),
+            Source::Parquet(rows) => Some(rows.headers()),
             Source::Jsonl { .. } => None,
         }
     }
 
-    /// The position of a CSV column, if the header has it.
+    /// The position of a CSV or Parquet column, if the header has it. A Parquet column of a
+    /// type without a text form (a list, a struct) is not one: [`Records::require_column`]
+    /// says why.
     pub fn column(&self, name: &str) -> Option<usize> {
-        self.headers()?.iter().position(|h| h == name)
+        let index = self.headers()?.iter().position(|h| h == name)?;
+        match &self.source {
+            Source::Parquet(rows) if rows.unsupported(index).is_some() => None,
+            _ => Some(index),
+        }
     }
 
-    /// The position of a column the CSV must have, or an error listing the columns it has
+    /// The position of a column the file must have, or an error listing the columns it has
     /// (`describe` is how messages name it).
     pub fn require_column(&self, name: &str, describe: &str) -> Result<usize, DataError> {
+        if let (Source::Parquet(rows), Some(index)) = (
+            &self.source,
+            self.headers()
+                .and_then(|h| h.iter().position(|h| h == name)),
+        ) {
+            if let Some(found) = rows.unsupported(index) {
+                return Err(DataError::Inconsistent {
+                    path: self.path.clone(),
+                    message: format!(
+                        "column '{name}' is of type {found}; it must hold text or numbers"
+                    ),
+                });
+            }
+        }
         self.column(name).ok_or_else(|| DataError::MissingColumn {
             path: self.path.clone(),
             column: describe.to_owned(),
@@ -130,6 +155,11 @@ impl Records {
         let read = match &self.source {
             Source::Csv { lines, .. } => lines.bytes_read(),
             Source::Jsonl { read, .. } => *read,
+            // Row groups are compressed: the share of rows read stands for the bytes.
+            Source::Parquet(rows) => match rows.progress() {
+                (_, 0) => self.size,
+                (read, total) => (read as f64 / total as f64 * self.size as f64) as u64,
+            },
         };
         (read.min(self.size), self.size)
     }
@@ -157,6 +187,12 @@ impl Records {
     pub fn next(&mut self) -> Option<Result<Record, DataError>> {
         let path = &self.path;
         match &mut self.source {
+            Source::Parquet(rows) => rows.next_row().map(|row| {
+                row.map(|(line, record)| Record {
+                    line,
+                    body: Body::Csv(record.into_byte_record()),
+                })
+            }),
             Source::Csv {
                 records,
                 headers,

@@ -45,7 +45,7 @@ pub enum MergeError {
         line: u64,
         message: String,
     },
-    #[error("{}: its CSV header differs from {}'s", part.display(), first.display())]
+    #[error("{}: its columns differ from {}'s", part.display(), first.display())]
     Header { part: PathBuf, first: PathBuf },
     #[error("{}: {source}", path.display())]
     Read {
@@ -60,6 +60,7 @@ fn name(f: OutputFormat) -> &'static str {
     match f {
         OutputFormat::Csv => "a CSV",
         OutputFormat::Jsonl => "a JSON lines",
+        OutputFormat::Parquet => "a Parquet",
     }
 }
 
@@ -75,10 +76,13 @@ enum Rows {
     Jsonl(std::io::Lines<BufReader<std::fs::File>>),
     /// A CSV record may span lines (a rationale with a line break is quoted).
     Csv(csv::Reader<std::fs::File>),
+    /// Rows come back as JSON lines, the form a Parquet output is staged in.
+    Parquet(super::PredictionRows),
 }
 
 impl Part {
-    /// Opens a shard output; a CSV's header row comes back as written.
+    /// Opens a shard output; a CSV's header row comes back as written, a Parquet file's
+    /// mechanisms as their codes.
     fn open(path: &Path, format: OutputFormat) -> Result<(Self, Option<Vec<u8>>), MergeError> {
         let file = std::fs::File::open(path).map_err(|source| MergeError::Read {
             path: path.to_path_buf(),
@@ -100,6 +104,17 @@ impl Part {
                     source,
                 })?;
                 (Rows::Csv(r), Some(header))
+            }
+            OutputFormat::Parquet => {
+                drop(file);
+                let rows =
+                    super::PredictionRows::open(path).map_err(|source| MergeError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                let codes: Vec<&str> = rows.mechanisms().iter().map(|m| m.code()).collect();
+                let header = codes.join(",").into_bytes();
+                (Rows::Parquet(rows), Some(header))
             }
         };
         let mut part = Self {
@@ -141,6 +156,16 @@ impl Part {
                 let mut bytes = line.into_bytes();
                 bytes.push(b'\n');
                 break Some((id, bytes));
+            },
+            Rows::Parquet(rows) => match rows.next() {
+                None => None,
+                Some(row) => {
+                    self.line += 1;
+                    let p = row.map_err(|e| bad(self.line, e.to_string()))?;
+                    let mut bytes = p.to_json().to_string().into_bytes();
+                    bytes.push(b'\n');
+                    Some((p.id, bytes))
+                }
             },
             Rows::Csv(reader) => {
                 let mut record = csv::ByteRecord::new();
@@ -216,7 +241,14 @@ pub fn merge(
     };
     let mut out =
         WorkingFile::open(output, identity, Leftover::Replace).map_err(MergeError::from)?;
-    let mut buf: Vec<u8> = header.clone().unwrap_or_default();
+    let mechanisms = match &readers.first().map(|r| &r.rows) {
+        Some(Rows::Parquet(rows)) => rows.mechanisms().to_vec(),
+        _ => Vec::new(),
+    };
+    let mut buf: Vec<u8> = match format {
+        OutputFormat::Csv => header.clone().unwrap_or_default(),
+        OutputFormat::Jsonl | OutputFormat::Parquet => Vec::new(),
+    };
     let mut seen: HashSet<String> = HashSet::new();
     let mut written = 0u64;
     progress.begin("merging", None, Unit::Pairs);
@@ -281,7 +313,13 @@ pub fn merge(
     progress.end();
     match result {
         Ok(()) => {
-            out.finish().map_err(MergeError::from)?;
+            match format {
+                OutputFormat::Parquet => out.finish_converted(|staged, file| {
+                    super::convert_staged(staged, file, &mechanisms)
+                }),
+                OutputFormat::Csv | OutputFormat::Jsonl => out.finish(),
+            }
+            .map_err(MergeError::from)?;
             Ok(written)
         }
         Err(e) => {

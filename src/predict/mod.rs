@@ -2,6 +2,7 @@
 
 mod merge;
 mod output;
+mod parquet;
 mod pipeline;
 mod scorer;
 mod seeker_cache;
@@ -10,6 +11,7 @@ mod working;
 
 pub use merge::{merge, MergeError};
 pub use output::{OutputFormat, PredictionWriter};
+pub use parquet::{convert_staged, prediction_from_json, ParquetWriter, PredictionRows};
 pub use pipeline::{
     input_identity, predict_file, same_file, FileRun, Pipeline, PredictError, RunReport, RunSpec,
     CHUNK,
@@ -27,7 +29,7 @@ use serde::Serialize;
 
 /// A rationale span: `start`/`end` are char offsets into the response as given, so that the
 /// response's chars `start..end` are exactly `text`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Rationale {
     /// Offset in Unicode scalar values into response_post.
     pub start: usize,
@@ -36,7 +38,7 @@ pub struct Rationale {
 }
 
 /// One mechanism's answer for one pair.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = Mechanism)]
 pub struct MechanismPrediction {
     /// 0 none, 1 weak, 2 strong.

@@ -1,4 +1,5 @@
-//! Prediction output: JSON lines or CSV, to stdout or to a file that appears only when complete.
+//! Prediction output: JSON lines, CSV or Parquet, to stdout or to a file that appears only
+//! when complete.
 
 use super::working::{Checkpoint, Leftover, RunIdentity, WorkingFile, WorkingFileError};
 use super::PairPrediction;
@@ -10,13 +11,19 @@ use std::path::{Path, PathBuf};
 pub enum OutputFormat {
     Jsonl,
     Csv,
+    /// Staged as JSON lines in the working file, written as Parquet when complete.
+    Parquet,
 }
 
 impl OutputFormat {
-    /// `.csv` is CSV; anything else (`.jsonl`, stdout) is JSON lines.
+    /// `.csv` is CSV, `.parquet` (or `.pq`) Parquet; anything else (`.jsonl`, stdout) is
+    /// JSON lines.
     pub fn from_path(path: Option<&Path>) -> Self {
         match path.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => OutputFormat::Csv,
+            Some(e) if e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq") => {
+                OutputFormat::Parquet
+            }
             _ => OutputFormat::Jsonl,
         }
     }
@@ -32,6 +39,7 @@ enum Sink {
 pub struct PredictionWriter {
     sink: Sink,
     format: OutputFormat,
+    mechanisms: Vec<Mechanism>,
     csv_header: Option<Vec<Mechanism>>,
 }
 
@@ -63,6 +71,7 @@ impl PredictionWriter {
         Ok(Self {
             sink,
             format,
+            mechanisms: mechanisms.to_vec(),
             csv_header: fresh.then(|| mechanisms.to_vec()),
         })
     }
@@ -93,7 +102,7 @@ impl PredictionWriter {
     fn encode(&mut self, predictions: &[PairPrediction]) -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         match self.format {
-            OutputFormat::Jsonl => {
+            OutputFormat::Jsonl | OutputFormat::Parquet => {
                 for p in predictions {
                     serde_json::to_writer(&mut buf, &p.to_json())?;
                     buf.push(b'\n');
@@ -158,6 +167,10 @@ impl PredictionWriter {
         }
         match self.sink {
             Sink::Stdout(mut s) => s.flush().map_err(stdout_error),
+            Sink::File(w) if self.format == OutputFormat::Parquet => {
+                let mechanisms = self.mechanisms;
+                w.finish_converted(|staged, out| super::convert_staged(staged, out, &mechanisms))
+            }
             Sink::File(w) => w.finish(),
         }
     }

@@ -272,8 +272,39 @@ impl WorkingFile {
         Ok(())
     }
 
+    /// Makes the output whole in another form: `convert` writes it from the working file
+    /// (read from its path) to a file beside it, which is synced and renamed into place. If
+    /// `convert` fails, the working file is kept for `--resume`.
+    pub fn finish_converted(
+        self,
+        convert: impl FnOnce(&Path, File) -> std::io::Result<File>,
+    ) -> Result<(), WorkingFileError> {
+        self.file.sync_all().map_err(io(&self.work))?;
+        let converted = self.converted();
+        // Left by a conversion that was interrupted: it is made again from the working file.
+        let _ = std::fs::remove_file(&converted);
+        let file = open_private(&converted, true).map_err(io(&converted))?;
+        let made = convert(&self.work, file).and_then(|f| f.sync_all());
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&converted);
+            return Err(io(&self.dest)(e));
+        }
+        std::fs::rename(&converted, &self.dest).map_err(io(&self.dest))?;
+        let _ = std::fs::remove_file(&self.work);
+        let _ = std::fs::remove_file(&self.state);
+        Ok(())
+    }
+
+    /// Where [`WorkingFile::finish_converted`] writes.
+    fn converted(&self) -> PathBuf {
+        let mut name = self.work.clone().into_os_string();
+        name.push(".converting");
+        PathBuf::from(name)
+    }
+
     /// Removes the working file and its checkpoint.
     pub fn remove(self) {
+        let _ = std::fs::remove_file(self.converted());
         let _ = std::fs::remove_file(&self.work);
         let _ = std::fs::remove_file(&self.state);
     }

@@ -103,3 +103,49 @@ pub fn train_tiny(home: &Path, out: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     epitome_at(home, home, &args)
 }
+
+/// `epitome predict --model MODEL --input INPUT --output OUTPUT EXTRA..`, with its cache in
+/// `home`, from `cwd`.
+pub fn predict_at(
+    home: &Path,
+    cwd: &Path,
+    model: &Path,
+    input: &Path,
+    output: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output,
+    ];
+    args.extend_from_slice(extra);
+    epitome_at(home, cwd, &args)
+}
+
+/// A tiny model and an input `in.csv` of `n` pairs (with line breaks in responses, and
+/// repeated seeker posts) in a fresh directory.
+pub fn tiny_model_and_pairs(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let out = train_tiny(dir.path(), &model, &["--limit", "24"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let input = dir.path().join("in.csv");
+    let mut w = csv::Writer::from_path(&input).unwrap();
+    w.write_record(["id", "seeker_post", "response_post"])
+        .unwrap();
+    for i in 0..n {
+        w.write_record([
+            format!("t{i}"),
+            format!("I have felt low for {} weeks now", i % 40),
+            "I'm so sorry.\nWhat happened after that? ".repeat(i % 4),
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+    (dir, model, input)
+}
