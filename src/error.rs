@@ -32,6 +32,8 @@ pub enum Error {
     #[error(transparent)]
     Experiment(#[from] crate::experiment::ExperimentError),
     #[error(transparent)]
+    Exemplar(#[from] crate::suggest::exemplars::ExemplarError),
+    #[error(transparent)]
     Option(#[from] OptionError),
 }
 

@@ -27,6 +27,7 @@ pub mod predict;
 pub mod progress;
 pub mod rng;
 pub mod serve;
+pub mod suggest;
 pub mod text;
 pub mod train;
 

@@ -71,6 +71,7 @@ impl Server {
                 backend,
                 text,
                 json!({"mechanisms": ["ER", "IP", "EX"], "max_len": 64}),
+                None,
             ))
             .unwrap();
         Self {

@@ -75,6 +75,82 @@ enum Command {
     /// Write a synthetic platform with planted effects: interactions.csv, predictions.jsonl
     /// and planted.json (what `analyze` should find).
     SynthPlatform(SynthArgs),
+    /// Suggest edits (sentences to insert or replace) that raise a response's empathy, each
+    /// checked by the model.
+    Suggest(SuggestArgs),
+    /// The library of exemplar phrasings that suggestions come from.
+    #[command(subcommand)]
+    Exemplars(ExemplarsCommand),
+}
+
+#[derive(Args, Debug)]
+struct ExemplarArgs {
+    /// Exemplar library written by `epitome exemplars build`. Default: the one shipped, built
+    /// from the shared annotations' training split with the shipped model's encoder.
+    #[arg(long, env = "EPITOME_EXEMPLARS")]
+    exemplars: Option<PathBuf>,
+    /// Curated phrasings, tried after the retrieved ones (replaces the shipped file;
+    /// models/default/curated-exemplars.json shows the format).
+    #[arg(long, env = "EPITOME_CURATED")]
+    curated: Option<PathBuf>,
+}
+
+impl ExemplarArgs {
+    fn load(&self, bundle: &epitome::bundle::LoadedBundle) -> Result<epitome::suggest::exemplars::Library> {
+        Ok(epitome::suggest::load_library(
+            bundle,
+            self.exemplars.as_deref(),
+            self.curated.as_deref(),
+        )?)
+    }
+}
+
+#[derive(Args, Debug)]
+struct SuggestArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    library: ExemplarArgs,
+    /// The seeker's post.
+    #[arg(long)]
+    seeker: String,
+    /// The response to improve.
+    #[arg(long)]
+    response: String,
+    /// Mechanisms to suggest for, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    mechanisms: Vec<epitome::mechanism::Mechanism>,
+    /// Suggestions per mechanism.
+    #[arg(long, default_value_t = epitome::suggest::DEFAULT_PER_MECHANISM)]
+    max_per_mechanism: usize,
+    /// Print the JSON object of `POST /v1/suggest` instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExemplarsCommand {
+    /// Build a library from the rationales of level-1 and level-2 responses: sentences
+    /// normalised and deduplicated, kept when enough distinct responses use them, first-person
+    /// experience claims left out; seeker posts embedded with the model's seeker encoder.
+    Build(ExemplarsBuildArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExemplarsBuildArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long, default_value = "../shared/data/epitome-reddit")]
+    data: PathBuf,
+    /// Whose seeker encoder embeds, and whose training split is used (its dev pairs are left
+    /// out).
+    #[command(flatten)]
+    model: ModelArg,
+    /// Distinct responses that must use a phrasing before it is kept.
+    #[arg(long, default_value_t = epitome::suggest::exemplars::DEFAULT_MIN_RESPONSES)]
+    min_responses: usize,
+    /// Where to write the library (JSON).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +339,8 @@ struct LoadtestArgs {
 struct ServeArgs {
     #[command(flatten)]
     model: ModelArg,
+    #[command(flatten)]
+    library: ExemplarArgs,
     /// Address to listen on. The default is reachable from this machine only.
     #[arg(long, env = "EPITOME_ADDR", default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
@@ -699,6 +777,27 @@ fn run(command: Command) -> Result<()> {
         Command::Loadtest(args) => loadtest(&args),
         Command::Analyze(args) => analyze(&args),
         Command::SynthPlatform(args) => synth_platform(&args),
+        Command::Suggest(args) => suggest(&args),
+        Command::Exemplars(ExemplarsCommand::Build(args)) => {
+            anyhow::ensure!(args.min_responses >= 1, "--min-responses must be at least 1");
+            let bundle = args.model.load()?;
+            let library =
+                epitome::suggest::build_library(&bundle, &args.data, args.min_responses)?;
+            let json = serde_json::to_vec_pretty(&library)?;
+            epitome::atomic::write_atomically(&args.out, |w| std::io::Write::write_all(w, &json))
+                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            let count = |m| library.of(m).count();
+            eprintln!(
+                "{} exemplars (ER {}, IP {}, EX {}) used by at least {} responses each, written to {}",
+                library.exemplars.len(),
+                count(epitome::mechanism::Mechanism::EmotionalReactions),
+                count(epitome::mechanism::Mechanism::Interpretations),
+                count(epitome::mechanism::Mechanism::Explorations),
+                args.min_responses,
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Import(args) => {
             let encoder = PretrainedEncoder::open(&args.encoder)?;
             epitome::bundle::import_original(&encoder, &args.checkpoints, args.max_len, &args.out)?;
@@ -848,6 +947,16 @@ fn loadtest(args: &LoadtestArgs) -> Result<()> {
 fn serve(args: &ServeArgs) -> Result<()> {
     let config = args.config()?;
     let bundle = args.model.load()?;
+    // A model on another encoder than the shipped library's still serves scores; asking
+    // for a library that does not fit it is an error.
+    let library = match (args.library.load(&bundle), &args.library.exemplars) {
+        (Ok(library), _) => Some(library),
+        (Err(e), Some(_)) => return Err(e),
+        (Err(e), None) => {
+            tracing::warn!("POST /v1/suggest is off: {e:#}");
+            None
+        }
+    };
     match (&config.token, args.addr.ip().is_loopback()) {
         (None, true) => tracing::info!("no token: reachable from this machine only ({})", args.addr),
         (None, false) => tracing::warn!(
@@ -862,7 +971,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime
-        .block_on(epitome::serve::serve_bundle(config, bundle))
+        .block_on(epitome::serve::serve_bundle(config, bundle, library))
         .with_context(|| format!("cannot serve on {}", args.addr))
 }
 
@@ -1082,6 +1191,70 @@ fn predict(args: &PredictArgs) -> Result<()> {
         if let Some(file) = &report.skip_file {
             eprintln!("every one is listed in {}", file.display());
         }
+    }
+    Ok(())
+}
+
+fn suggest(args: &SuggestArgs) -> Result<()> {
+    use epitome::suggest::{EditOp, Source, SuggestOptions};
+    let bundle = args.model.load()?;
+    let library = args.library.load(&bundle)?;
+    anyhow::ensure!(
+        (1..=epitome::suggest::MAX_PER_MECHANISM).contains(&args.max_per_mechanism),
+        "--max-per-mechanism must be 1 to {}",
+        epitome::suggest::MAX_PER_MECHANISM
+    );
+    anyhow::ensure!(!args.response.trim().is_empty(), "--response is empty; there is nothing to improve");
+    let options = SuggestOptions {
+        mechanisms: if args.mechanisms.is_empty() {
+            epitome::mechanism::Mechanism::ALL.to_vec()
+        } else {
+            args.mechanisms.clone()
+        },
+        max_per_mechanism: args.max_per_mechanism,
+    };
+    let pair = Pair {
+        id: "1".into(),
+        seeker_post: args.seeker.clone(),
+        response_post: args.response.clone(),
+    };
+    let out = epitome::suggest::suggest_pair(&bundle, &library, &pair, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let word = |level: u8| ["none", "weak", "strong"][usize::from(level.min(2))];
+    let levels: Vec<String> = out
+        .before
+        .iter()
+        .map(|(m, s)| format!("{m} {} ({})", s.level, word(s.level)))
+        .collect();
+    println!("now: {}", levels.join(", "));
+    if out.suggestions.is_empty() {
+        println!("no suggestion raises a mechanism the model can check");
+    }
+    for s in &out.suggestions {
+        let place = match s.edit.op {
+            EditOp::Insert { at } => format!("insert at {at}"),
+            EditOp::Replace { start, end } => format!(
+                "replace {:?}",
+                epitome::suggest::sentences::slice(&args.response, start, end)
+            ),
+        };
+        let source = match s.source {
+            Source::Exemplar { responses } => format!("used by {responses} annotated responses"),
+            Source::Curated => "curated".to_owned(),
+        };
+        println!(
+            "{}: {place}: {:?}\n    {} {} -> {} (P(higher) {:.2} -> {:.2}); {source}",
+            s.edit.mechanism,
+            s.edit.text,
+            s.edit.mechanism,
+            s.before.level,
+            s.after.level,
+            s.before.probs[usize::from(s.before.level) + 1..].iter().sum::<f32>(),
+            s.after.probs[usize::from(s.before.level) + 1..].iter().sum::<f32>(),
+        );
     }
     Ok(())
 }

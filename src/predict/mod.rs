@@ -16,7 +16,7 @@ pub use pipeline::{
     input_identity, predict_file, same_file, FileRun, Pipeline, PredictError, RunReport, RunSpec,
     CHUNK,
 };
-pub use scorer::{batch_of, MechanismScore, Scorer};
+pub use scorer::{batch_of, unit_length, MechanismScore, Scorer};
 pub use seeker_cache::{SeekerCache, DEFAULT_BUDGET_BYTES};
 pub use shard::{shard_of, Shard};
 pub use working::{Checkpoint, Leftover, RunIdentity, WorkingFile, WorkingFileError};

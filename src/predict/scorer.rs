@@ -93,6 +93,22 @@ impl Scorer<'_> {
         self.scores(&logits, responses)
     }
 
+    /// Sentence embeddings of seeker posts: the unit-length mean of the frozen seeker
+    /// encoder's token states (specials included), as sentence-transformers pools
+    /// all-MiniLM-L6-v2. Each post is encoded alone, unpadded, so that its embedding does not
+    /// depend on the others.
+    pub fn seeker_embeddings(&self, seekers: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
+        seekers
+            .iter()
+            .map(|s| {
+                let batch = padded_batch_of(&[*s], self.pad_id, None, self.device)?;
+                let states = self.model.encode_seekers(&batch)?;
+                let mean: Vec<f32> = states.get(0)?.mean(0)?.to_vec1()?;
+                Ok(unit_length(mean))
+            })
+            .collect()
+    }
+
     /// Seeker states (batch, tokens, hidden) for `seekers`, encoding only the posts `cache`
     /// lacks, in one batch; rows are padded with zeros to the batch's length.
     fn cached_seeker_states(
@@ -193,6 +209,17 @@ fn argmax(p: &[f32]) -> usize {
             }
         })
         .0
+}
+
+/// `v` scaled to length 1 (zero stays zero).
+pub fn unit_length(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x /= norm;
+        }
+    }
+    v
 }
 
 /// A batch of tokenized texts padded to its longest text.

@@ -4,7 +4,11 @@
 use super::batcher::{BatchError, Batcher, Health};
 use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::metrics::Metrics;
-use super::types::{parse_score_request, ScoreRequest, ScoreResponse, ScoredBatch, Status};
+use super::types::{
+    parse_score_request, parse_suggest_request, ScoreRequest, ScoreResponse, ScoredBatch, Status,
+    SuggestRequest,
+};
+use crate::suggest::{candidate_pairs, plan, verify, Suggestions};
 use super::ServeConfig;
 use crate::predict::EncodedPair;
 use crate::text::TextEncoder;
@@ -18,7 +22,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -33,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub info: Value,
     pub request_ids: AtomicU64,
+    /// What `/v1/suggest` needs; `None` serves 503 there.
+    pub suggesting: Option<Arc<super::Suggesting>>,
 }
 
 #[derive(OpenApi)]
@@ -62,6 +68,7 @@ impl utoipa::Modify for BearerScheme {
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = OpenApiRouter::new()
         .routes(routes!(score))
+        .routes(routes!(suggest))
         .routes(routes!(info))
         .routes(routes!(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -235,31 +242,15 @@ fn declares_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Score one pair, or a batch of pairs.
-#[utoipa::path(
-    post,
-    path = "/v1/score",
-    security(("bearer" = [])),
-    request_body(content = ScoreRequest, content_type = "application/json"),
-    responses(
-        (status = 200, body = ScoreResponse, description = "A Prediction for a single pair, Predictions for a batch"),
-        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
-        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
-        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
-        (status = 413, body = ErrorBody, description = "Body, text or pair count over its limit"),
-        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
-        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, text the tokenizer refuses"),
-        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
-        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
-        (status = 503, body = ErrorBody, description = "The model thread has stopped")
-    )
-)]
-async fn score(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+/// The body of a JSON request, with the request's place among those waiting for the model:
+/// 415 unless it is declared JSON, 429 when too many wait (before the body is read), 413 over
+/// the size limit, 408 when it does not arrive in time, 503 when the model thread is gone.
+async fn read_json_body(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Json<ScoreResponse>, ApiError> {
-    if !declares_json(&headers) {
+) -> Result<(axum::body::Bytes, OwnedSemaphorePermit), ApiError> {
+    if !declares_json(headers) {
         return Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
             "send the body with 'Content-Type: application/json'",
@@ -311,6 +302,34 @@ async fn score(
                 )
             }
         })?;
+    Ok((bytes, waiting))
+}
+
+/// Score one pair, or a batch of pairs.
+#[utoipa::path(
+    post,
+    path = "/v1/score",
+    security(("bearer" = [])),
+    request_body(content = ScoreRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = ScoreResponse, description = "A Prediction for a single pair, Predictions for a batch"),
+        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
+        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
+        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
+        (status = 413, body = ErrorBody, description = "Body, text or pair count over its limit"),
+        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
+        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, text the tokenizer refuses"),
+        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
+        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
+        (status = 503, body = ErrorBody, description = "The model thread has stopped")
+    )
+)]
+async fn score(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ScoreResponse>, ApiError> {
+    let (bytes, waiting) = read_json_body(&state, &headers, body).await?;
     let (pairs, single) = parse_score_request(&bytes, &state.config)?;
     let text = state.text.clone();
     let encoded = tokio::task::spawn_blocking(move || {
@@ -336,4 +355,98 @@ async fn score(
         })
     };
     Ok(Json(answer))
+}
+
+/// Edits that raise a response's empathy: sentences to insert or to put in place of one of
+/// its sentences, each scored by the model with the edit made.
+#[utoipa::path(
+    post,
+    path = "/v1/suggest",
+    security(("bearer" = [])),
+    request_body(content = SuggestRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = Suggestions, description = "The response's levels, and the verified edits ranked by gain within each mechanism"),
+        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
+        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
+        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
+        (status = 413, body = ErrorBody, description = "Body or text over its limit"),
+        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
+        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, unknown mechanisms, text the tokenizer refuses"),
+        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
+        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
+        (status = 503, body = ErrorBody, description = "The model thread has stopped, or the server has no exemplar library")
+    )
+)]
+async fn suggest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Suggestions>, ApiError> {
+    let (bytes, waiting) = read_json_body(&state, &headers, body).await?;
+    let (pair, options) = parse_suggest_request(&bytes, &state.config)?;
+    let Some(suggesting) = state.suggesting.clone() else {
+        return Err(ApiError::named(
+            ErrorKind::Unavailable,
+            "no_exemplars",
+            "this server has no exemplar library to suggest from",
+        ));
+    };
+    let text = state.text.clone();
+    let (encoded, embedding) = {
+        let suggesting = suggesting.clone();
+        let pair = pair.clone();
+        tokio::task::spawn_blocking(move || {
+            let encoded = EncodedPair::new(&text, pair)
+                .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))?;
+            let embedding = suggesting
+                .embed(&encoded.seeker)
+                .map_err(|e| ApiError::new(ErrorKind::Backend, e))?;
+            Ok::<_, ApiError>((encoded, embedding))
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Backend, "embedding the seeker post failed"))??
+    };
+    let before = state
+        .batcher
+        .submit(vec![encoded], waiting)?
+        .await
+        .map_err(|_| BatchError::Dead)??
+        .pop()
+        .ok_or_else(|| ApiError::new(ErrorKind::Backend, "the model returned no prediction"))?;
+    let candidates = plan(
+        &suggesting.library,
+        &pair.response_post,
+        &before,
+        &embedding,
+        &options,
+    );
+    let after = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let pairs = candidate_pairs(&pair.seeker_post, &pair.response_post, &candidates);
+        let text = state.text.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            pairs
+                .into_iter()
+                .map(|p| EncodedPair::new(&text, p))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the edits failed"))?
+        .map_err(|e| ApiError::validation(format!("the tokenizer refused an edit: {e}")))?;
+        // Admitted once already: this request waits for its second place rather than fail
+        // half done.
+        let waiting = state
+            .waiting
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| BatchError::Dead)?;
+        state
+            .batcher
+            .submit(encoded, waiting)?
+            .await
+            .map_err(|_| BatchError::Dead)??
+    };
+    Ok(Json(verify(&before, candidates, &after, &options)))
 }

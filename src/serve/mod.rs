@@ -65,7 +65,34 @@ impl Default for ServeConfig {
 
 /// The bundle as the server's backend.
 pub struct BundleBackend {
-    bundle: LoadedBundle,
+    bundle: Arc<LoadedBundle>,
+}
+
+impl BundleBackend {
+    /// The bundle, shared with what else needs its encoders (suggestions' retrieval).
+    pub fn bundle(&self) -> Arc<LoadedBundle> {
+        self.bundle.clone()
+    }
+}
+
+/// What `POST /v1/suggest` needs beside the batching model thread: the exemplar library, and
+/// the model's seeker encoder to embed seeker posts for retrieval (outside the model thread:
+/// an embedding is one small forward pass).
+pub struct Suggesting {
+    pub library: crate::suggest::exemplars::Library,
+    pub bundle: Arc<LoadedBundle>,
+}
+
+impl Suggesting {
+    /// The seeker post's embedding.
+    pub fn embed(&self, seeker: &crate::text::Encoded) -> Result<Vec<f32>, String> {
+        self.bundle
+            .scorer()
+            .seeker_embeddings(&[seeker])
+            .map_err(|e| crate::model::without_backtrace(&e))?
+            .pop()
+            .ok_or_else(|| "no embedding".to_owned())
+    }
 }
 
 impl Backend for BundleBackend {
@@ -106,12 +133,14 @@ impl Running {
     }
 }
 
-/// Binds and starts serving `backend`; must be called inside a tokio runtime.
+/// Binds and starts serving `backend` (and suggestions, when given what they need); must be
+/// called inside a tokio runtime.
 pub async fn start<B: Backend>(
     config: ServeConfig,
     backend: B,
     text: crate::text::TextEncoder,
     info: serde_json::Value,
+    suggesting: Option<Arc<Suggesting>>,
 ) -> std::io::Result<Running> {
     let metrics = Arc::new(metrics::Metrics::default());
     let batcher = Batcher::spawn(
@@ -137,6 +166,7 @@ pub async fn start<B: Backend>(
         metrics,
         info,
         request_ids: AtomicU64::new(0),
+        suggesting,
     });
     let app = api::router(state);
     let (shutdown, mut signal) = tokio::sync::oneshot::channel::<()>();
@@ -179,10 +209,21 @@ pub async fn start<B: Backend>(
     })
 }
 
-/// Serves a bundle until SIGINT or SIGTERM, then finishes the requests in flight.
-pub async fn serve_bundle(config: ServeConfig, bundle: LoadedBundle) -> std::io::Result<()> {
+/// Serves a bundle (with suggestions from `library`) until SIGINT or SIGTERM, then finishes
+/// the requests in flight.
+pub async fn serve_bundle(
+    config: ServeConfig,
+    bundle: LoadedBundle,
+    library: Option<crate::suggest::exemplars::Library>,
+) -> std::io::Result<()> {
     let (backend, text, facts) = bundle_backend(bundle);
-    let running = start(config, backend, text, facts).await?;
+    let suggesting = library.map(|library| {
+        Arc::new(Suggesting {
+            library,
+            bundle: backend.bundle(),
+        })
+    });
+    let running = start(config, backend, text, facts, suggesting).await?;
     tracing::info!("listening on http://{}", running.addr);
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
@@ -218,7 +259,13 @@ pub fn bundle_backend(
 ) -> (BundleBackend, crate::text::TextEncoder, serde_json::Value) {
     let text = bundle.text.clone();
     let facts = info(&bundle);
-    (BundleBackend { bundle }, text, facts)
+    (
+        BundleBackend {
+            bundle: Arc::new(bundle),
+        },
+        text,
+        facts,
+    )
 }
 
 /// Why a token file cannot be used.

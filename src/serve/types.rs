@@ -165,18 +165,94 @@ struct Shape {
     pairs: Option<IgnoredAny>,
 }
 
-/// The request's pairs, and whether it was the single-pair form.
-pub fn parse_score_request(
-    body: &[u8],
-    config: &ServeConfig,
-) -> Result<(Vec<Pair>, bool), ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| {
+/// The body as text: 400 unless it is UTF-8.
+fn body_text(body: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| {
         ApiError::named(
             super::error::ErrorKind::BadRequest,
             "invalid_utf8",
             "the body is not valid UTF-8",
         )
-    })?;
+    })
+}
+
+/// 400 for a body that is not JSON at all, so that only JSON of the wrong shape is 422.
+fn check_syntax(text: &str) -> Result<(), ApiError> {
+    match serde_json::from_str::<IgnoredAny>(text) {
+        Err(e) if !e.is_data() => Err(ApiError::named(
+            super::error::ErrorKind::BadRequest,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The body of `POST /v1/suggest`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestRequest {
+    pub seeker_post: String,
+    /// The response to improve; must not be empty.
+    #[schema(min_length = 1)]
+    pub response_post: String,
+    /// Mechanisms to suggest for (default: all of the model's).
+    #[schema(value_type = Option<Vec<String>>, example = json!(["IP"]))]
+    #[serde(default)]
+    pub mechanisms: Option<Vec<Mechanism>>,
+    /// Suggestions per mechanism (default 3, at most 10).
+    #[schema(minimum = 1, maximum = 10)]
+    #[serde(default)]
+    pub max_per_mechanism: Option<usize>,
+}
+
+/// The pair and options of a suggestion request, checked as `/v1/score` checks a pair.
+pub fn parse_suggest_request(
+    body: &[u8],
+    config: &ServeConfig,
+) -> Result<(Pair, crate::suggest::SuggestOptions), ApiError> {
+    let text = body_text(body)?;
+    check_syntax(text)?;
+    let request: SuggestRequest = typed(text)?;
+    let defaults = crate::suggest::SuggestOptions::default();
+    let max_per_mechanism = match request.max_per_mechanism {
+        None => defaults.max_per_mechanism,
+        Some(n @ 1..=crate::suggest::MAX_PER_MECHANISM) => n,
+        Some(n) => {
+            return Err(ApiError::validation(format!(
+                "max_per_mechanism: {n} is outside 1..={}",
+                crate::suggest::MAX_PER_MECHANISM
+            )))
+        }
+    };
+    let mechanisms = match request.mechanisms {
+        None => defaults.mechanisms,
+        Some(m) if m.is_empty() => {
+            return Err(ApiError::validation("mechanisms: is empty"));
+        }
+        Some(m) => m,
+    };
+    let pair = PairRequest {
+        id: None,
+        seeker_post: request.seeker_post,
+        response_post: request.response_post,
+    }
+    .into_pair("body", 0, config)?;
+    Ok((
+        pair,
+        crate::suggest::SuggestOptions {
+            mechanisms,
+            max_per_mechanism,
+        },
+    ))
+}
+
+/// The request's pairs, and whether it was the single-pair form.
+pub fn parse_score_request(
+    body: &[u8],
+    config: &ServeConfig,
+) -> Result<(Vec<Pair>, bool), ApiError> {
+    let text = body_text(body)?;
     match ScoreRequest::parse(text)? {
         ScoreRequest::Batch(batch) => {
             if batch.pairs.is_empty() {
@@ -228,6 +304,10 @@ fn describe(e: &serde_json::Error) -> String {
                 "an object with seeker_post and response_post",
             )
             .replace("struct BatchRequest", "an object with pairs")
+            .replace(
+                "struct SuggestRequest",
+                "an object with seeker_post and response_post",
+            )
     };
     match message.strip_prefix("invalid type: ") {
         Some(rest) => {

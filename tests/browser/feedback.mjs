@@ -1,9 +1,10 @@
 // Types a response into the feedback page, waits for the debounced update, and checks that the
 // levels and the highlighted characters shown are exactly what POST /v1/score answers.
-// Usage: node feedback.mjs BASE_URL [SCREENSHOT.png]
+// Then presses Suggest, applies a suggestion, sees the levels change as it said, and undoes it.
+// Usage: node feedback.mjs BASE_URL [SCREENSHOT.png] [SUGGEST_SCREENSHOT.png]
 import { chromium } from "playwright-core";
 
-const [base, screenshot] = process.argv.slice(2);
+const [base, screenshot, suggestShot] = process.argv.slice(2);
 const url = base.endsWith("/") ? base : base + "/";
 const seeker = "I lost my job last month and since then I can't sleep. I feel like I'm letting everyone down and nobody really gets it.";
 const candidates = [
@@ -108,6 +109,41 @@ try {
   const levels = await stubbed.$$eval("#mechs article", (els) => els.map((e) => e.querySelector(".level").textContent));
   check(levels.join(",") === "strong,weak,none", `levels in words (${levels})`);
   check(chars.length === Array.from(rendered.map((r) => r.text).join("")).length, "offsets count Unicode scalar values");
+
+  // Suggestions: Suggest, apply the first, the page rescores to what it said, Undo restores.
+  const weak = "You should just look for another job.";
+  await page.fill("#response", weak);
+  await page.waitForFunction(() => document.getElementById("status").textContent.includes("Up to date"), null, { timeout: 30000 });
+  const levelsOf = () => page.$$eval("#mechs article", (els) => Object.fromEntries(els.map((e) => [e.dataset.mechanism, Number(e.dataset.level)])));
+  const start = await levelsOf();
+  await page.click("#suggest");
+  await page.waitForFunction(() => /Suggestions ready|Could not/.test(document.getElementById("status").textContent), null, { timeout: 30000 });
+  const items = await page.$$eval("#suggestions li[data-testid=suggestion]", (els) => els.map((e) => ({ m: e.dataset.mechanism, after: Number(e.dataset.after), text: e.textContent })));
+  check(items.length > 0, `Suggest lists suggestions (${items.length})`);
+  if (suggestShot) await page.screenshot({ path: suggestShot, fullPage: true });
+  if (items.length > 0) {
+    const api = await (await fetch(url + "v1/suggest", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ seeker_post: seeker, response_post: weak }) })).json();
+    check(api.suggestions.length === items.length, "the page lists what POST /v1/suggest answers");
+    await page.click("#suggestions li[data-testid=suggestion] button");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("Up to date"), null, { timeout: 30000 });
+    const applied = await page.inputValue("#response");
+    const s = api.suggestions[0];
+    const chars = Array.from(weak);
+    const [a, b] = s.op === "insert" ? [s.at, s.at] : [s.start, s.end];
+    check(applied === chars.slice(0, a).join("") + s.text + chars.slice(b).join(""), "Apply makes exactly the suggested edit");
+    const after = await levelsOf();
+    check(after[s.mechanism] === s.after.level && (s.raises === "probability" || after[s.mechanism] > start[s.mechanism]),
+      `${s.mechanism} is now ${after[s.mechanism]}, as suggested (${s.after.level}; was ${start[s.mechanism]})`);
+    check(await page.$$eval("#suggestions li", (els) => els.length) === 0, "applied suggestions are cleared");
+    check(!(await page.isDisabled("#undo")), "Undo is offered");
+    await page.click("#undo");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("Up to date"), null, { timeout: 30000 });
+    check(await page.inputValue("#response") === weak, "Undo restores the response");
+    const undone = await levelsOf();
+    check(JSON.stringify(undone) === JSON.stringify(start), `levels are back (${JSON.stringify(undone)})`);
+    check(await page.isDisabled("#undo"), "nothing left to undo");
+  }
 
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
   await phone.goto(url);

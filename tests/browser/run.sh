@@ -2,7 +2,9 @@
 # Browser tests: installs Debian's Chromium and playwright-core if missing; trains a tiny model on
 # the fixture encoder, serves it on a free loopback port and drives the feedback page; then
 # renders an `epitome analyze` report of a synthetic platform at phone and desktop widths.
-# Usage: tests/browser/run.sh [MODEL_DIR] [FEEDBACK_SCREENSHOT.png] [REPORT_SCREENSHOT.png]
+# The feedback page is served with the shipped model and exemplar library (suggestions need a
+# model that tells levels apart); the encoder is fetched once into the cache.
+# Usage: tests/browser/run.sh [MODEL_DIR] [FEEDBACK_SCREENSHOT.png] [REPORT_SCREENSHOT.png] [SUGGEST_SCREENSHOT.png]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -17,12 +19,8 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/epitome"
 work="$(mktemp -d)"
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
-model="${1:-}"
-if [ -z "$model" ]; then
-  model="$work/model"
-  "$bin" --log warn train --data "$shared/data/epitome-reddit" --encoder "$shared/fixtures/tiny-roberta" \
-    --out "$model" --limit 200 --epochs 3 --lr 1e-3 --dev-fraction 0
-fi
+model="${1:-default}"
+"$bin" --log warn encoder fetch >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$bin" --log warn serve --model "$model" --addr "127.0.0.1:$port" &
 server=$!
@@ -30,7 +28,7 @@ for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-node "$here/feedback.mjs" "http://127.0.0.1:$port/" "${2:-}"
+node "$here/feedback.mjs" "http://127.0.0.1:$port/" "${2:-}" "${4:-}"
 kill "$server" 2>/dev/null || true
 
 "$bin" --log warn synth-platform --out "$work/platform" 2>/dev/null
