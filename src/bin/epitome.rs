@@ -96,7 +96,10 @@ struct ExemplarArgs {
 }
 
 impl ExemplarArgs {
-    fn load(&self, bundle: &epitome::bundle::LoadedBundle) -> Result<epitome::suggest::exemplars::Library> {
+    fn load(
+        &self,
+        bundle: &epitome::bundle::LoadedBundle,
+    ) -> Result<epitome::suggest::exemplars::Library> {
         Ok(epitome::suggest::load_library(
             bundle,
             self.exemplars.as_deref(),
@@ -779,10 +782,12 @@ fn run(command: Command) -> Result<()> {
         Command::SynthPlatform(args) => synth_platform(&args),
         Command::Suggest(args) => suggest(&args),
         Command::Exemplars(ExemplarsCommand::Build(args)) => {
-            anyhow::ensure!(args.min_responses >= 1, "--min-responses must be at least 1");
+            anyhow::ensure!(
+                args.min_responses >= 1,
+                "--min-responses must be at least 1"
+            );
             let bundle = args.model.load()?;
-            let library =
-                epitome::suggest::build_library(&bundle, &args.data, args.min_responses)?;
+            let library = epitome::suggest::build_library(&bundle, &args.data, args.min_responses)?;
             let json = serde_json::to_vec_pretty(&library)?;
             epitome::atomic::write_atomically(&args.out, |w| std::io::Write::write_all(w, &json))
                 .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -1204,7 +1209,10 @@ fn suggest(args: &SuggestArgs) -> Result<()> {
         "--max-per-mechanism must be 1 to {}",
         epitome::suggest::MAX_PER_MECHANISM
     );
-    anyhow::ensure!(!args.response.trim().is_empty(), "--response is empty; there is nothing to improve");
+    anyhow::ensure!(
+        !args.response.trim().is_empty(),
+        "--response is empty; there is nothing to improve"
+    );
     let options = SuggestOptions {
         mechanisms: if args.mechanisms.is_empty() {
             epitome::mechanism::Mechanism::ALL.to_vec()
@@ -1252,8 +1260,12 @@ fn suggest(args: &SuggestArgs) -> Result<()> {
             s.edit.mechanism,
             s.before.level,
             s.after.level,
-            s.before.probs[usize::from(s.before.level) + 1..].iter().sum::<f32>(),
-            s.after.probs[usize::from(s.before.level) + 1..].iter().sum::<f32>(),
+            s.before.probs[usize::from(s.before.level) + 1..]
+                .iter()
+                .sum::<f32>(),
+            s.after.probs[usize::from(s.before.level) + 1..]
+                .iter()
+                .sum::<f32>(),
         );
     }
     Ok(())

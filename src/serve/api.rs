@@ -8,9 +8,9 @@ use super::types::{
     parse_score_request, parse_suggest_request, ScoreRequest, ScoreResponse, ScoredBatch, Status,
     SuggestRequest,
 };
-use crate::suggest::{candidate_pairs, plan, verify, Suggestions};
 use super::ServeConfig;
 use crate::predict::EncodedPair;
+use crate::suggest::{candidate_pairs, plan, verify, Suggestions};
 use crate::text::TextEncoder;
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};

@@ -46,22 +46,17 @@ impl ScoreRequest {
     /// Tells the two forms apart by a `pairs` field and parses the one it is; serde's untagged
     /// enums would lose the failing field's name and cannot keep a number id as written.
     fn parse(text: &str) -> Result<Self, ApiError> {
-        use super::error::ErrorKind::BadRequest;
         // Syntax first, so that broken JSON is 400 and only JSON of the wrong shape 422.
-        let shape: Shape = match serde_json::from_str(text) {
-            Ok(shape) => shape,
-            Err(e) if e.is_data() => Shape { pairs: None },
-            Err(e) => {
-                return Err(ApiError::named(
-                    BadRequest,
-                    "invalid_json",
-                    format!("the body is not valid JSON: {e}"),
-                ))
-            }
-        };
-        Ok(match shape.pairs {
-            Some(_) => ScoreRequest::Batch(typed(text)?),
-            None => ScoreRequest::Single(typed(text)?),
+        check_syntax(text)?;
+        require_object(text)?;
+        let batch = matches!(
+            serde_json::from_str::<Shape>(text),
+            Ok(Shape { pairs: Some(_) })
+        );
+        Ok(if batch {
+            ScoreRequest::Batch(typed(text)?)
+        } else {
+            ScoreRequest::Single(typed(text)?)
         })
     }
 }
@@ -188,6 +183,22 @@ fn check_syntax(text: &str) -> Result<(), ApiError> {
     }
 }
 
+/// 422 for JSON that is not an object: serde would read an array field by field and name a
+/// position instead of the problem.
+fn require_object(text: &str) -> Result<(), ApiError> {
+    let kind = match text.trim_start().as_bytes().first() {
+        Some(b'{') => return Ok(()),
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    };
+    Err(ApiError::validation(format!(
+        "the body must be a JSON object with seeker_post and response_post, found {kind}"
+    )))
+}
+
 /// The body of `POST /v1/suggest`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +224,7 @@ pub fn parse_suggest_request(
 ) -> Result<(Pair, crate::suggest::SuggestOptions), ApiError> {
     let text = body_text(body)?;
     check_syntax(text)?;
+    require_object(text)?;
     let request: SuggestRequest = typed(text)?;
     let defaults = crate::suggest::SuggestOptions::default();
     let max_per_mechanism = match request.max_per_mechanism {

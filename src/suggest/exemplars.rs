@@ -111,11 +111,10 @@ pub enum ExemplarError {
 impl Library {
     /// Parses a library file; `path` names it in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ExemplarError> {
-        let library: Library =
-            serde_json::from_str(text).map_err(|e| ExemplarError::Format {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let library: Library = serde_json::from_str(text).map_err(|e| ExemplarError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if library.format_version != FORMAT_VERSION {
             return Err(ExemplarError::Format {
                 path: path.to_path_buf(),
@@ -235,7 +234,14 @@ fn check_text(text: &str) -> Result<(), String> {
 /// Whether a normalised phrasing claims an experience for the writer ("me too", "I've been
 /// there", "I went through the same"). Such phrasings are never suggested.
 pub fn is_experience_claim(normalized: &str) -> bool {
-    const STARTS: [&str; 6] = ["same", "me too", "me as well", "me neither", "ditto", "this is me"];
+    const STARTS: [&str; 6] = [
+        "same",
+        "me too",
+        "me as well",
+        "me neither",
+        "ditto",
+        "this is me",
+    ];
     const CONTAINS: [&str; 30] = [
         "been there",
         "been through",
@@ -280,7 +286,9 @@ pub fn is_experience_claim(normalized: &str) -> bool {
 /// birthday.", "I do.") or asks for identifying details ("How old are you?"): retrieval by
 /// seeker post cannot tell when it fits, so such phrasings are never suggested.
 pub fn needs_context(normalized: &str) -> bool {
-    const EXACT: [&str; 8] = ["i do", "i did", "i am", "yes", "no", "it is", "it does", "you are"];
+    const EXACT: [&str; 8] = [
+        "i do", "i did", "i am", "yes", "no", "it is", "it does", "you are",
+    ];
     const STARTS: [&str; 10] = [
         "don't",
         "do not",
@@ -299,7 +307,9 @@ pub fn needs_context(normalized: &str) -> bool {
 /// As a suggestion shows it: capitalised, ending in `?` for a question and `.` otherwise
 /// unless it already ends in punctuation.
 fn presentable(surface: &str) -> String {
-    let t = surface.trim().trim_matches(|c: char| c == '"' || c == '\'' || c == ',');
+    let t = surface
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == ',');
     let mut chars = t.chars();
     let mut out: String = match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -377,7 +387,9 @@ pub fn count_phrasings(examples: &[&Example], min_responses: usize) -> Counted {
         for u in &uses {
             by_response.entry(u.response.as_str()).or_insert(u);
         }
-        if by_response.len() < min_responses || is_experience_claim(&normal) || needs_context(&normal)
+        if by_response.len() < min_responses
+            || is_experience_claim(&normal)
+            || needs_context(&normal)
         {
             continue;
         }

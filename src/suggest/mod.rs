@@ -439,7 +439,10 @@ mod tests {
             exemplar(Mechanism::EmotionalReactions, "I'm sorry.", vec![1.0, 0.0]),
             exemplar(Mechanism::Explorations, "What happened?", vec![1.0, 0.0]),
         ]);
-        let before = prediction([0, 2, 0], [[0.9, 0.05, 0.05], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]);
+        let before = prediction(
+            [0, 2, 0],
+            [[0.9, 0.05, 0.05], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]],
+        );
         let plan = plan(
             &lib,
             "i’m SORRY!",
@@ -450,7 +453,12 @@ mod tests {
         let texts: Vec<&str> = plan.iter().map(|c| c.edit.text.as_str()).collect();
         assert_eq!(
             texts,
-            ["Near one. ", "Far one. ", "Curated one. ", " What happened?"]
+            [
+                "Near one. ",
+                "Far one. ",
+                "Curated one. ",
+                " What happened?"
+            ]
         );
         assert_eq!(plan[3].edit.op, EditOp::Insert { at: 10 });
         assert_eq!(plan[2].source, Source::Curated);
@@ -463,20 +471,32 @@ mod tests {
             "I'm so sorry.",
             vec![1.0],
         )]);
-        let mut before = prediction([1, 2, 2], [[0.2, 0.7, 0.1], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]);
+        let mut before = prediction(
+            [1, 2, 2],
+            [[0.2, 0.7, 0.1], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],
+        );
         before.mechanisms[0].1.rationales = vec![Rationale {
             start: 10,
             end: 14,
             text: "oops".into(),
         }];
-        let plan = plan(&lib, "Hi there. oops. Bye.", &before, &[1.0], &Default::default());
+        let plan = plan(
+            &lib,
+            "Hi there. oops. Bye.",
+            &before,
+            &[1.0],
+            &Default::default(),
+        );
         assert_eq!(plan.len(), 2);
         assert_eq!(plan[1].edit.op, EditOp::Replace { start: 10, end: 15 });
     }
 
     #[test]
     fn only_edits_that_raise_their_mechanism_and_lower_no_other_are_kept_best_first() {
-        let before = prediction([0, 1, 0], [[0.8, 0.2, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]]);
+        let before = prediction(
+            [0, 1, 0],
+            [[0.8, 0.2, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]],
+        );
         let candidate = |text: &str| Candidate {
             edit: Edit {
                 op: EditOp::Insert { at: 0 },
@@ -493,11 +513,26 @@ mod tests {
             candidate("raises by two"),
         ];
         let after = vec![
-            prediction([1, 1, 0], [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]]),
-            prediction([2, 0, 0], [[0.0, 0.1, 0.9], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]]),
-            prediction([0, 1, 0], [[0.7, 0.3, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]]),
-            prediction([0, 1, 0], [[0.78, 0.22, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]]),
-            prediction([2, 1, 0], [[0.0, 0.1, 0.9], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]]),
+            prediction(
+                [1, 1, 0],
+                [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]],
+            ),
+            prediction(
+                [2, 0, 0],
+                [[0.0, 0.1, 0.9], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]],
+            ),
+            prediction(
+                [0, 1, 0],
+                [[0.7, 0.3, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]],
+            ),
+            prediction(
+                [0, 1, 0],
+                [[0.78, 0.22, 0.0], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]],
+            ),
+            prediction(
+                [2, 1, 0],
+                [[0.0, 0.1, 0.9], [0.1, 0.8, 0.1], [0.9, 0.1, 0.0]],
+            ),
         ];
         let out = verify(&before, candidates, &after, &SuggestOptions::default());
         let texts: Vec<&str> = out

@@ -87,7 +87,12 @@ mod tests {
     fn splits_at_end_marks_and_line_breaks_keeping_char_offsets() {
         assert_eq!(
             texts("I'm so sorry!! What happened?\nHang in there. 3.5 weeks is long"),
-            ["I'm so sorry!!", "What happened?", "Hang in there.", "3.5 weeks is long"]
+            [
+                "I'm so sorry!!",
+                "What happened?",
+                "Hang in there.",
+                "3.5 weeks is long"
+            ]
         );
         let t = "Ça va? Très bien.";
         let s = sentences(t);

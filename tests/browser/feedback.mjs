@@ -112,8 +112,13 @@ try {
 
   // Suggestions: Suggest, apply the first, the page rescores to what it said, Undo restores.
   const weak = "You should just look for another job.";
+  const weakScore = await score(weak);
   await page.fill("#response", weak);
-  await page.waitForFunction(() => document.getElementById("status").textContent.includes("Up to date"), null, { timeout: 30000 });
+  // The page shows the new response's levels once its debounced request is answered.
+  await page.waitForFunction((want) => {
+    const shown = Array.from(document.querySelectorAll("#mechs article")).map((e) => `${e.dataset.mechanism}${e.dataset.level}`).join(",");
+    return document.getElementById("status").textContent.includes("Up to date") && shown === want;
+  }, ["ER", "IP", "EX"].map((m) => `${m}${weakScore[m].level}`).join(","), { timeout: 30000 });
   const levelsOf = () => page.$$eval("#mechs article", (els) => Object.fromEntries(els.map((e) => [e.dataset.mechanism, Number(e.dataset.level)])));
   const start = await levelsOf();
   await page.click("#suggest");
