@@ -7,15 +7,16 @@
 #
 #   scripts/bench-batch-scoring.sh OUT_DIR [REAL_SIZES] [TINY_SIZES]
 #
-# Defaults: REAL_SIZES="1000 10000", TINY_SIZES="1000 10000 100000 1000000". The resume
+# Defaults: REAL_SIZES="1000 10000", TINY_SIZES="1000 10000 100000 1000000" ("" skips a
+# part; the peer runs only after real-model runs). The resume
 # bookkeeping (working file, checkpoint after every 256 pairs) is measured with the tiny model
 # against the same run to stdout, where no checkpoint is written: its share of the time is
 # largest there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bench-batch-scoring.sh OUT_DIR [REAL_SIZES] [TINY_SIZES]}
-real_sizes=${2:-1000 10000}
-tiny_sizes=${3:-1000 10000 100000 1000000}
+real_sizes=${2-1000 10000}
+tiny_sizes=${3-1000 10000 100000 1000000}
 py=${PEER_PYTHON:-$HOME/torchpeer/bin/python}
 data=../shared/data/epitome-reddit
 mkdir -p "$out"
@@ -40,10 +41,12 @@ run() { # model size label extra-args...
     echo "{\"label\": \"$label\", \"pairs\": $n, \"wall_s\": $wall, \"rss_kb\": $rss}" | tee -a "$out/runs.jsonl"
 }
 
-for n in $real_sizes; do run default "$n" shipped --output "$out/out-shipped-$n.jsonl"; done
-echo "== PyTorch peer" >&2
-"$py" ../shared/peer/torch_bench.py --encoder "$encoder" --threads 2 2>/dev/null | tail -1 > "$out/torch.json"
-cat "$out/torch.json"
+if [ -n "$real_sizes" ]; then
+    for n in $real_sizes; do run default "$n" shipped --output "$out/out-shipped-$n.jsonl"; done
+    echo "== PyTorch peer" >&2
+    "$py" ../shared/peer/torch_bench.py --encoder "$encoder" --threads 2 2>/dev/null | tail -1 > "$out/torch.json"
+    cat "$out/torch.json"
+fi
 for n in $tiny_sizes; do run "$tiny" "$n" tiny --output "$out/out-tiny-$n.jsonl"; done
 # Bookkeeping: the same 100k-pair run to a file (checkpointed) and to stdout, alternated.
 for i in 1 2 3; do

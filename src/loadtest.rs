@@ -11,9 +11,39 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What the requests ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// `POST /v1/score`, one pair per request.
+    #[default]
+    Score,
+    /// `POST /v1/suggest`, one pair per request.
+    Suggest,
+}
+
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Route::Score => "/v1/score",
+            Route::Suggest => "/v1/suggest",
+        }
+    }
+
+    fn body(self, p: &Pair) -> Vec<u8> {
+        match self {
+            Route::Score => serde_json::json!({"id": p.id, "seeker_post": p.seeker_post, "response_post": p.response_post}),
+            Route::Suggest => serde_json::json!({"seeker_post": p.seeker_post, "response_post": p.response_post}),
+        }
+        .to_string()
+        .into_bytes()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LoadTest {
     pub addr: SocketAddr,
+    pub route: Route,
     pub requests: usize,
     pub concurrency: usize,
     pub max_duration: Duration,
@@ -22,6 +52,7 @@ pub struct LoadTest {
 
 #[derive(Debug, Serialize)]
 pub struct LoadReport {
+    pub route: Route,
     pub concurrency: usize,
     pub requests_sent: usize,
     pub ok: usize,
@@ -54,7 +85,8 @@ pub enum LoadTestError {
     NoPairs,
 }
 
-/// Sends single-pair requests, cycling through `pairs`, from `concurrency` threads.
+/// Sends single-pair requests to `test.route`, cycling through `pairs`, from `concurrency`
+/// threads.
 pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, LoadTestError> {
     if !test.addr.ip().is_loopback() {
         return Err(LoadTestError::NotLoopback(test.addr));
@@ -62,16 +94,8 @@ pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, LoadTestError>
     if pairs.is_empty() {
         return Err(LoadTestError::NoPairs);
     }
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        pairs
-            .iter()
-            .map(|p| {
-                serde_json::json!({"id": p.id, "seeker_post": p.seeker_post, "response_post": p.response_post})
-                    .to_string()
-                    .into_bytes()
-            })
-            .collect(),
-    );
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(pairs.iter().map(|p| test.route.body(p)).collect());
+    let path = test.route.path();
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(test.requests)));
     let counts = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
@@ -98,14 +122,7 @@ pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, LoadTestError>
                     headers.push(("Authorization", a.as_str()));
                 }
                 let t = Instant::now();
-                let reply = request(
-                    addr,
-                    "POST",
-                    "/v1/score",
-                    &headers,
-                    body,
-                    Duration::from_secs(120),
-                );
+                let reply = request(addr, "POST", path, &headers, body, Duration::from_secs(120));
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
                 match reply {
@@ -127,6 +144,7 @@ pub fn run(test: &LoadTest, pairs: &[Pair]) -> Result<LoadReport, LoadTestError>
     lat.sort_by(f64::total_cmp);
     let (ok, failed, lost) = *counts.lock().unwrap_or_else(|e| e.into_inner());
     Ok(LoadReport {
+        route: test.route,
         concurrency: test.concurrency,
         requests_sent: ok + failed + lost,
         ok,

@@ -137,6 +137,25 @@ enum ExemplarsCommand {
     /// normalised and deduplicated, kept when enough distinct responses use them, first-person
     /// experience claims left out; seeker posts embedded with the model's seeker encoder.
     Build(ExemplarsBuildArgs),
+    /// Offline evaluation: for each mechanism, the model's dev responses annotated at level
+    /// 0, suggested for; the share that get a verified suggestion, and the mean level gain of
+    /// applying the top one.
+    Evaluate(ExemplarsEvaluateArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExemplarsEvaluateArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long, default_value = "../shared/data/epitome-reddit")]
+    data: PathBuf,
+    /// The model, whose recorded split names the dev pairs.
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    library: ExemplarArgs,
+    /// Also write the table as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +340,9 @@ struct LoadtestArgs {
     /// Pairs to send (CSV or JSONL with seeker_post and response_post), cycled through.
     #[arg(long)]
     input: PathBuf,
+    /// The route to load: score (`POST /v1/score`) or suggest (`POST /v1/suggest`).
+    #[arg(long, value_enum, default_value = "score")]
+    route: epitome::loadtest::Route,
     /// Requests in total.
     #[arg(long, default_value_t = 2000)]
     requests: usize,
@@ -781,6 +803,41 @@ fn run(command: Command) -> Result<()> {
         Command::Analyze(args) => analyze(&args),
         Command::SynthPlatform(args) => synth_platform(&args),
         Command::Suggest(args) => suggest(&args),
+        Command::Exemplars(ExemplarsCommand::Evaluate(args)) => {
+            let bundle = args.model.load()?;
+            let library = args.library.load(&bundle)?;
+            let rows = epitome::suggest::evaluate_suggestions(
+                &bundle,
+                &library,
+                &args.data,
+                &Bars::default(),
+            )?;
+            println!("| mechanism | dev responses at level 0 | model says 0 / 1 / 2 | with a verified suggestion | top raises the level | mean level gain (with one) | mean level gain (all) | top from annotations / curated |");
+            println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            for r in &rows {
+                println!(
+                    "| {} | {} | {} / {} / {} | {} ({:.1}%) | {} | {:.2} | {:.2} | {} / {} |",
+                    r.mechanism,
+                    r.responses,
+                    r.model_levels_before[0],
+                    r.model_levels_before[1],
+                    r.model_levels_before[2],
+                    r.with_suggestion,
+                    100.0 * r.with_suggestion as f64 / r.responses.max(1) as f64,
+                    r.top_raises_level,
+                    r.mean_gain_with,
+                    r.mean_gain_all,
+                    r.top_from_exemplars,
+                    r.top_from_curated
+                );
+            }
+            if let Some(path) = &args.json {
+                let json = serde_json::to_vec_pretty(&rows)?;
+                epitome::atomic::write_atomically(path, |w| std::io::Write::write_all(w, &json))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
         Command::Exemplars(ExemplarsCommand::Build(args)) => {
             anyhow::ensure!(
                 args.min_responses >= 1,
@@ -928,6 +985,7 @@ fn loadtest(args: &LoadtestArgs) -> Result<()> {
     let pairs = PairReader::open(&args.input)?.collect::<Result<Vec<_>, _>>()?;
     let test = epitome::loadtest::LoadTest {
         addr: args.addr,
+        route: args.route,
         requests: args.requests,
         concurrency: args.concurrency,
         max_duration: std::time::Duration::from_secs(args.max_seconds),

@@ -17,7 +17,9 @@ pub mod exemplars;
 mod run;
 pub mod sentences;
 
-pub use run::{build_library, encoder_sha256, load_library, suggest_pair};
+pub use run::{
+    build_library, encoder_sha256, evaluate_suggestions, load_library, suggest_pair, SuggestionEval,
+};
 
 use crate::data::Pair;
 use crate::mechanism::{Mechanism, NUM_LEVELS};

@@ -110,3 +110,105 @@ pub fn suggest_pair(
     let after = predict_pairs(&scorer, &bundle.text, &pairs)?;
     Ok(verify(&before, candidates, &after, options))
 }
+
+/// How suggestions fare on one mechanism's dev responses annotated at level 0.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SuggestionEval {
+    pub mechanism: crate::mechanism::Mechanism,
+    /// Dev responses annotated at level 0 for it.
+    pub responses: usize,
+    /// How the model scores them before any edit (levels 0, 1, 2).
+    pub model_levels_before: [usize; 3],
+    /// Responses with at least one verified suggestion for the mechanism.
+    pub with_suggestion: usize,
+    /// Of those, the top suggestion raises the level (rather than only its probability).
+    pub top_raises_level: usize,
+    /// Mean level gain from applying the top suggestion, over the responses that got one.
+    pub mean_gain_with: f64,
+    /// The same over every response (those without a suggestion gain 0).
+    pub mean_gain_all: f64,
+    /// Where the top suggestions came from: the annotations' phrasings, the curated file.
+    pub top_from_exemplars: usize,
+    pub top_from_curated: usize,
+}
+
+/// For each mechanism: the dev pairs (of the bundle's own split) whose response is annotated
+/// at level 0, suggested for that mechanism alone; whether a verified suggestion exists and
+/// what applying the top one gains, in the model's levels.
+pub fn evaluate_suggestions(
+    bundle: &LoadedBundle,
+    library: &Library,
+    data: &Path,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<SuggestionEval>, Error> {
+    let dataset = load_epitome(data)?;
+    let Some(split) = &bundle.info.split else {
+        return Err(crate::error::OptionError {
+            flag: "--model",
+            requirement: "a bundle that records its train/dev split (its dev pairs are evaluated)",
+        }
+        .into());
+    };
+    let (_, dev) = split.partition(&dataset.examples);
+    let mut rows = Vec::new();
+    let total: usize = bundle
+        .model
+        .config()
+        .mechanisms
+        .iter()
+        .map(|&m| dev.iter().filter(|e| e.label(m).level == 0).count())
+        .sum();
+    progress.begin(
+        "suggesting",
+        Some(total as u64),
+        crate::progress::Unit::Pairs,
+    );
+    for &m in &bundle.model.config().mechanisms {
+        let options = SuggestOptions {
+            mechanisms: vec![m],
+            max_per_mechanism: 1,
+        };
+        let mut row = SuggestionEval {
+            mechanism: m,
+            responses: 0,
+            model_levels_before: [0; 3],
+            with_suggestion: 0,
+            top_raises_level: 0,
+            mean_gain_with: 0.0,
+            mean_gain_all: 0.0,
+            top_from_exemplars: 0,
+            top_from_curated: 0,
+        };
+        let mut gain = 0.0;
+        for ex in dev.iter().filter(|e| e.label(m).level == 0) {
+            let pair = Pair {
+                id: ex.id(),
+                seeker_post: ex.seeker_post.clone(),
+                response_post: ex.response_post.clone(),
+            };
+            let out = suggest_pair(bundle, library, &pair, &options)?;
+            row.responses += 1;
+            if let Some(b) = out.before.get(&m) {
+                row.model_levels_before[usize::from(b.level)] += 1;
+            }
+            if let Some(top) = out.suggestions.first() {
+                row.with_suggestion += 1;
+                let levels = f64::from(top.after.level) - f64::from(top.before.level);
+                gain += levels;
+                if levels > 0.0 {
+                    row.top_raises_level += 1;
+                }
+                match top.source {
+                    super::Source::Exemplar { .. } => row.top_from_exemplars += 1,
+                    super::Source::Curated => row.top_from_curated += 1,
+                }
+            }
+            progress.advance(1);
+        }
+        row.mean_gain_with = gain / row.with_suggestion.max(1) as f64;
+        row.mean_gain_all = gain / row.responses.max(1) as f64;
+        rows.push(row);
+    }
+    progress.end();
+    Ok(rows)
+}
