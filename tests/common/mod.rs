@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the fixtures in ../shared are read in place.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
