@@ -465,7 +465,14 @@ fn openapi_describes_the_real_routes_and_the_page_is_served() {
             "{path}"
         );
     }
-    for schema in ["Pair", "Batch", "Prediction", "Error"] {
+    for schema in [
+        "Pair",
+        "Batch",
+        "Prediction",
+        "Error",
+        "SuggestRequest",
+        "Suggestions",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     let info = request(addr, "GET", "/info", &[], b"").json();

@@ -305,6 +305,40 @@ async fn read_json_body(
     Ok((bytes, waiting))
 }
 
+/// What the routes that read a JSON body and ask the model can answer besides 200: one table
+/// for `/v1/score` and `/v1/suggest`, as they share their checks.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its OpenAPI description is used
+enum ModelRouteErrors {
+    /// The body is not UTF-8, not JSON, or its transfer encoding is broken
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Missing or wrong bearer token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The body did not arrive within the read timeout
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// Body, text or pair count over its limit
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not declared as application/json
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+    /// Missing fields, wrong types, an empty response, an unknown mechanism, text the tokenizer refuses
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// Too many requests wait for the model, or this one waited too long
+    #[response(status = 429)]
+    Overloaded(ErrorBody),
+    /// The model failed on the batch
+    #[response(status = 500)]
+    Backend(ErrorBody),
+    /// The model thread has stopped (or, for /v1/suggest, the server has no exemplar library)
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Score one pair, or a batch of pairs.
 #[utoipa::path(
     post,
@@ -313,15 +347,7 @@ async fn read_json_body(
     request_body(content = ScoreRequest, content_type = "application/json"),
     responses(
         (status = 200, body = ScoreResponse, description = "A Prediction for a single pair, Predictions for a batch"),
-        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
-        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
-        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
-        (status = 413, body = ErrorBody, description = "Body, text or pair count over its limit"),
-        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
-        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, text the tokenizer refuses"),
-        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
-        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
-        (status = 503, body = ErrorBody, description = "The model thread has stopped")
+        ModelRouteErrors
     )
 )]
 async fn score(
@@ -366,15 +392,7 @@ async fn score(
     request_body(content = SuggestRequest, content_type = "application/json"),
     responses(
         (status = 200, body = Suggestions, description = "The response's levels, and the verified edits ranked by gain within each mechanism"),
-        (status = 400, body = ErrorBody, description = "The body is not UTF-8, not JSON, or its transfer encoding is broken"),
-        (status = 401, body = ErrorBody, description = "Missing or wrong bearer token"),
-        (status = 408, body = ErrorBody, description = "The body did not arrive within the read timeout"),
-        (status = 413, body = ErrorBody, description = "Body or text over its limit"),
-        (status = 415, body = ErrorBody, description = "The body is not declared as application/json"),
-        (status = 422, body = ErrorBody, description = "Missing fields, wrong types, an empty response, unknown mechanisms, text the tokenizer refuses"),
-        (status = 429, body = ErrorBody, description = "Too many requests wait for the model, or this one waited too long"),
-        (status = 500, body = ErrorBody, description = "The model failed on the batch"),
-        (status = 503, body = ErrorBody, description = "The model thread has stopped, or the server has no exemplar library")
+        ModelRouteErrors
     )
 )]
 async fn suggest(
