@@ -1,5 +1,5 @@
-//! Reading data (CSV, JSONL, Parquet): the EPITOME annotations, pairs to score, dataset splits, and rationale
-//! span alignment.
+//! Reading data (CSV, JSONL, Parquet): the EPITOME annotations, pairs to score, dataset
+//! splits, and rationale span alignment.
 
 pub mod align;
 mod epitome;

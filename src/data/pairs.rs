@@ -1,5 +1,5 @@
-//! Pairs to score: CSV, JSONL or Parquet with `seeker_post`, `response_post` and an optional `id`,
-//! read as a stream so that any file size runs in bounded memory.
+//! Pairs to score: CSV, JSONL or Parquet with `seeker_post`, `response_post` and an optional
+//! `id`, read as a stream so that any file size runs in bounded memory.
 
 use super::error::DataError;
 use super::records::{Body, Records};

@@ -107,11 +107,14 @@ impl ParquetRows {
                     self.batch = Some(batch);
                     self.next = 0;
                 }
+                // The file is damaged from here on: not a bad row to skip, the end of reading.
                 Err(e) => {
-                    return Some(Err(DataError::Record {
+                    return Some(Err(DataError::Inconsistent {
                         path: self.path.clone(),
-                        line: self.row + 1,
-                        message: format!("unreadable Parquet data ({e})"),
+                        message: format!(
+                            "unreadable Parquet data from row {} on ({e})",
+                            self.row + 1
+                        ),
                     }))
                 }
             }

@@ -1,7 +1,8 @@
-//! The one reader of CSV, JSONL and Parquet files: every input (pairs, interactions, predictions, the
-//! annotations) goes through [`Records`], so that they agree on line numbers (exact through
-//! CRLF and quoted newlines), byte-order marks, empty files, required columns, quotes left
-//! open, and errors that name the file, line and column without quoting post text.
+//! The one reader of CSV, JSONL and Parquet files: every input (pairs, interactions,
+//! predictions, the annotations) goes through [`Records`], so that they agree on line numbers
+//! (exact through CRLF and quoted newlines; Parquet rows from 1), byte-order marks, empty
+//! files, required columns, quotes left open, and errors that name the file, line and column
+//! without quoting post text.
 
 use super::error::{describe_headers, DataError};
 use super::lines::{LineTracker, TrackingReader};
