@@ -13,7 +13,6 @@ use epitome::suggest::exemplars::Library;
 use epitome::suggest::sentences::{normalize, sentences, slice};
 use epitome::suggest::{load_library, Edit, EditOp};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,30 +40,23 @@ fn shipped_server() -> (TestServer, Library) {
     (server, library)
 }
 
-/// One HTTP/1.1 request; the status and the body.
+/// One request through the project's loopback client; the status and the JSON body.
 fn post_raw(addr: SocketAddr, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = content_type {
-        head.push_str(&format!("Content-Type: {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let text = String::from_utf8_lossy(&answer);
-    let status: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Small bodies come in one chunk or with a length; take the JSON object in it.
-    let json = body
-        .find('{')
-        .and_then(|a| body.rfind('}').map(|b| &body[a..=b]))
-        .unwrap_or("null");
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|t| ("Content-Type", t))
+        .into_iter()
+        .collect();
+    let reply = epitome::serve::client::request(
+        addr,
+        "POST",
+        path,
+        &headers,
+        body,
+        std::time::Duration::from_secs(120),
+    )
+    .unwrap();
+    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status, json)
 }
 
 fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {

@@ -1318,12 +1318,8 @@ fn suggest(args: &SuggestArgs) -> Result<()> {
             s.edit.mechanism,
             s.before.level,
             s.after.level,
-            s.before.probs[usize::from(s.before.level) + 1..]
-                .iter()
-                .sum::<f32>(),
-            s.after.probs[usize::from(s.before.level) + 1..]
-                .iter()
-                .sum::<f32>(),
+            s.before.above(s.before.level),
+            s.after.above(s.before.level),
         );
     }
     Ok(())

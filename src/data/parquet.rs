@@ -200,25 +200,24 @@ fn text_of(array: &ArrayRef, i: usize) -> Option<String> {
             seconds(ms, 1_000)
         }
         DataType::Timestamp(unit, _) => {
-            let per_second = match unit {
-                TimeUnit::Second => 1,
-                TimeUnit::Millisecond => 1_000,
-                TimeUnit::Microsecond => 1_000_000,
-                TimeUnit::Nanosecond => 1_000_000_000,
+            use arrow_array::types::{
+                TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+                TimestampSecondType,
             };
-            let v = match unit {
-                TimeUnit::Second => array
-                    .as_primitive::<arrow_array::types::TimestampSecondType>()
-                    .value(i),
-                TimeUnit::Millisecond => array
-                    .as_primitive::<arrow_array::types::TimestampMillisecondType>()
-                    .value(i),
-                TimeUnit::Microsecond => array
-                    .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
-                    .value(i),
-                TimeUnit::Nanosecond => array
-                    .as_primitive::<arrow_array::types::TimestampNanosecondType>()
-                    .value(i),
+            let (v, per_second) = match unit {
+                TimeUnit::Second => (array.as_primitive::<TimestampSecondType>().value(i), 1),
+                TimeUnit::Millisecond => (
+                    array.as_primitive::<TimestampMillisecondType>().value(i),
+                    1_000,
+                ),
+                TimeUnit::Microsecond => (
+                    array.as_primitive::<TimestampMicrosecondType>().value(i),
+                    1_000_000,
+                ),
+                TimeUnit::Nanosecond => (
+                    array.as_primitive::<TimestampNanosecondType>().value(i),
+                    1_000_000_000,
+                ),
             };
             seconds(v, per_second)
         }

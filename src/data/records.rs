@@ -130,12 +130,11 @@ impl Records {
     /// The position of a column the file must have, or an error listing the columns it has
     /// (`describe` is how messages name it).
     pub fn require_column(&self, name: &str, describe: &str) -> Result<usize, DataError> {
-        if let (Source::Parquet(rows), Some(index)) = (
-            &self.source,
-            self.headers()
-                .and_then(|h| h.iter().position(|h| h == name)),
-        ) {
-            if let Some(found) = rows.unsupported(index) {
+        let index = self
+            .headers()
+            .and_then(|h| h.iter().position(|h| h == name));
+        if let (Source::Parquet(rows), Some(i)) = (&self.source, index) {
+            if let Some(found) = rows.unsupported(i) {
                 return Err(DataError::Inconsistent {
                     path: self.path.clone(),
                     message: format!(
@@ -144,7 +143,7 @@ impl Records {
                 });
             }
         }
-        self.column(name).ok_or_else(|| DataError::MissingColumn {
+        index.ok_or_else(|| DataError::MissingColumn {
             path: self.path.clone(),
             column: describe.to_owned(),
             found: describe_headers(self.headers().unwrap_or_default()),

@@ -84,34 +84,27 @@ impl Part {
     /// Opens a shard output; a CSV's header row comes back as written, a Parquet file's
     /// mechanisms as their codes.
     fn open(path: &Path, format: OutputFormat) -> Result<(Self, Option<Vec<u8>>), MergeError> {
-        let file = std::fs::File::open(path).map_err(|source| MergeError::Read {
+        let read = |source| MergeError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let open = || std::fs::File::open(path).map_err(read);
         let (rows, header) = match format {
-            OutputFormat::Jsonl => (Rows::Jsonl(BufReader::new(file).lines()), None),
+            OutputFormat::Jsonl => (Rows::Jsonl(BufReader::new(open()?).lines()), None),
             OutputFormat::Csv => {
                 let mut r = csv::ReaderBuilder::new()
                     .has_headers(true)
-                    .from_reader(file);
+                    .from_reader(open()?);
                 let header = r.byte_headers().map_err(|e| MergeError::BadRow {
                     part: path.to_path_buf(),
                     line: 1,
                     message: e.to_string(),
                 })?;
-                let header = csv_bytes(header).map_err(|source| MergeError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                let header = csv_bytes(header).map_err(read)?;
                 (Rows::Csv(r), Some(header))
             }
             OutputFormat::Parquet => {
-                drop(file);
-                let rows =
-                    super::PredictionRows::open(path).map_err(|source| MergeError::Read {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
+                let rows = super::PredictionRows::open(path).map_err(read)?;
                 let codes: Vec<&str> = rows.mechanisms().iter().map(|m| m.code()).collect();
                 let header = codes.join(",").into_bytes();
                 (Rows::Parquet(rows), Some(header))

@@ -40,7 +40,8 @@ pub struct PredictionWriter {
     sink: Sink,
     format: OutputFormat,
     mechanisms: Vec<Mechanism>,
-    csv_header: Option<Vec<Mechanism>>,
+    /// The CSV header is still to be written (a fresh file, or stdout).
+    header_due: bool,
 }
 
 fn stdout_error(source: std::io::Error) -> WorkingFileError {
@@ -72,7 +73,7 @@ impl PredictionWriter {
             sink,
             format,
             mechanisms: mechanisms.to_vec(),
-            csv_header: fresh.then(|| mechanisms.to_vec()),
+            header_due: fresh,
         })
     }
 
@@ -112,9 +113,9 @@ impl PredictionWriter {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
                     .from_writer(&mut buf);
-                if let Some(mechanisms) = self.csv_header.take() {
+                if std::mem::take(&mut self.header_due) {
                     let mut header = vec!["id".to_owned()];
-                    for m in &mechanisms {
+                    for m in &self.mechanisms {
                         for field in [
                             "level",
                             "prob_0",
@@ -162,7 +163,7 @@ impl PredictionWriter {
 
     /// Flushes and, for a file, moves it into place.
     pub fn finish(mut self) -> Result<(), WorkingFileError> {
-        if self.csv_header.is_some() && self.format == OutputFormat::Csv {
+        if self.header_due && self.format == OutputFormat::Csv {
             self.write(&[], 0, &[])?;
         }
         match self.sink {

@@ -9,7 +9,8 @@ use super::types::{
     SuggestRequest,
 };
 use super::ServeConfig;
-use crate::predict::EncodedPair;
+use crate::data::Pair;
+use crate::predict::{EncodedPair, PairPrediction};
 use crate::suggest::{candidate_pairs, plan, verify, Suggestions};
 use crate::text::TextEncoder;
 use axum::body::Body;
@@ -339,6 +340,31 @@ enum ModelRouteErrors {
     Unavailable(ErrorBody),
 }
 
+/// Tokenizes pairs off the async threads: 422 for a post the tokenizer refuses.
+async fn tokenize(state: &AppState, pairs: Vec<Pair>) -> Result<Vec<EncodedPair>, ApiError> {
+    let text = state.text.clone();
+    tokio::task::spawn_blocking(move || {
+        pairs
+            .into_iter()
+            .map(|p| EncodedPair::new(&text, p))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the request failed"))?
+    .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))
+}
+
+/// Scores tokenized pairs on the model thread; `waiting` is the request's place in the queue
+/// until its batch starts.
+async fn predict(
+    state: &AppState,
+    encoded: Vec<EncodedPair>,
+    waiting: OwnedSemaphorePermit,
+) -> Result<Vec<PairPrediction>, ApiError> {
+    let receiver = state.batcher.submit(encoded, waiting)?;
+    Ok(receiver.await.map_err(|_| BatchError::Dead)??)
+}
+
 /// Score one pair, or a batch of pairs.
 #[utoipa::path(
     post,
@@ -357,18 +383,8 @@ async fn score(
 ) -> Result<Json<ScoreResponse>, ApiError> {
     let (bytes, waiting) = read_json_body(&state, &headers, body).await?;
     let (pairs, single) = parse_score_request(&bytes, &state.config)?;
-    let text = state.text.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        pairs
-            .into_iter()
-            .map(|p| EncodedPair::new(&text, p))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the request failed"))?
-    .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))?;
-    let receiver = state.batcher.submit(encoded, waiting)?;
-    let mut predictions = receiver.await.map_err(|_| BatchError::Dead)??;
+    let encoded = tokenize(&state, pairs).await?;
+    let mut predictions = predict(&state, encoded, waiting).await?;
     let answer = if single {
         let first = predictions
             .drain(..)
@@ -409,26 +425,16 @@ async fn suggest(
             "this server has no exemplar library to suggest from",
         ));
     };
-    let text = state.text.clone();
-    let (encoded, embedding) = {
-        let suggesting = suggesting.clone();
-        let pair = pair.clone();
-        tokio::task::spawn_blocking(move || {
-            let encoded = EncodedPair::new(&text, pair)
-                .map_err(|e| ApiError::validation(format!("the tokenizer refused a post: {e}")))?;
-            let embedding = suggesting
-                .embed(&encoded.seeker)
-                .map_err(|e| ApiError::new(ErrorKind::Backend, e))?;
-            Ok::<_, ApiError>((encoded, embedding))
-        })
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Backend, "embedding the seeker post failed"))??
+    let encoded = tokenize(&state, vec![pair.clone()]).await?;
+    let embedding = {
+        let (seeker, embedder) = (encoded[0].seeker.clone(), suggesting.clone());
+        tokio::task::spawn_blocking(move || embedder.embed(&seeker))
+            .await
+            .map_err(|_| ApiError::new(ErrorKind::Backend, "embedding the seeker post failed"))?
+            .map_err(|e| ApiError::new(ErrorKind::Backend, e))?
     };
-    let before = state
-        .batcher
-        .submit(vec![encoded], waiting)?
-        .await
-        .map_err(|_| BatchError::Dead)??
+    let before = predict(&state, encoded, waiting)
+        .await?
         .pop()
         .ok_or_else(|| ApiError::new(ErrorKind::Backend, "the model returned no prediction"))?;
     let candidates = plan(
@@ -442,16 +448,7 @@ async fn suggest(
         Vec::new()
     } else {
         let pairs = candidate_pairs(&pair.seeker_post, &pair.response_post, &candidates);
-        let text = state.text.clone();
-        let encoded = tokio::task::spawn_blocking(move || {
-            pairs
-                .into_iter()
-                .map(|p| EncodedPair::new(&text, p))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|_| ApiError::new(ErrorKind::Backend, "tokenizing the edits failed"))?
-        .map_err(|e| ApiError::validation(format!("the tokenizer refused an edit: {e}")))?;
+        let encoded = tokenize(&state, pairs).await?;
         // Admitted once already: this request waits for its second place rather than fail
         // half done.
         let waiting = state
@@ -460,11 +457,7 @@ async fn suggest(
             .acquire_owned()
             .await
             .map_err(|_| BatchError::Dead)?;
-        state
-            .batcher
-            .submit(encoded, waiting)?
-            .await
-            .map_err(|_| BatchError::Dead)??
+        predict(&state, encoded, waiting).await?
     };
     Ok(Json(verify(&before, candidates, &after, &options)))
 }

@@ -116,7 +116,7 @@ impl From<&MechanismPrediction> for LevelScore {
 
 impl LevelScore {
     /// The probability of a level above `level`.
-    fn above(&self, level: u8) -> f32 {
+    pub fn above(&self, level: u8) -> f32 {
         self.probs[usize::from(level) + 1..].iter().sum()
     }
 }
