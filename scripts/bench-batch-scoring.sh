@@ -8,7 +8,8 @@
 #   scripts/bench-batch-scoring.sh OUT_DIR [REAL_SIZES] [TINY_SIZES]
 #
 # Defaults: REAL_SIZES="1000 10000", TINY_SIZES="1000 10000 100000 1000000" ("" skips a
-# part; the peer runs only after real-model runs). The resume
+# part; the peer runs only after real-model runs, the bookkeeping runs only with tiny sizes);
+# PRECISIONS="f32" (the shipped model is run at each of them, e.g. PRECISIONS="f32 int8"). The resume
 # bookkeeping (working file, checkpoint after every 256 pairs) is measured with the tiny model
 # against the same run to stdout, where no checkpoint is written: its share of the time is
 # largest there.
@@ -42,15 +43,21 @@ run() { # model size label extra-args...
 }
 
 if [ -n "$real_sizes" ]; then
-    for n in $real_sizes; do run default "$n" shipped --output "$out/out-shipped-$n.jsonl"; done
+    for p in ${PRECISIONS:-f32}; do
+        for n in $real_sizes; do
+            run default "$n" "shipped-$p" --precision "$p" --output "$out/out-shipped-$p-$n.jsonl"
+        done
+    done
     echo "== PyTorch peer" >&2
     "$py" ../shared/peer/torch_bench.py --encoder "$encoder" --threads 2 2>/dev/null | tail -1 > "$out/torch.json"
     cat "$out/torch.json"
 fi
 for n in $tiny_sizes; do run "$tiny" "$n" tiny --output "$out/out-tiny-$n.jsonl"; done
 # Bookkeeping: the same 100k-pair run to a file (checkpointed) and to stdout, alternated.
-for i in 1 2 3; do
-    run "$tiny" 100000 tiny-file --output "$out/out-tiny-file-100000.jsonl"
-    run "$tiny" 100000 tiny-stdout
-done
+if [ -n "$tiny_sizes" ]; then
+    for i in 1 2 3; do
+        run "$tiny" 100000 tiny-file --output "$out/out-tiny-file-100000.jsonl"
+        run "$tiny" 100000 tiny-stdout
+    done
+fi
 rm -f "$out"/out-*.jsonl "$out"/pairs-*.csv

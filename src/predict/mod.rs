@@ -149,34 +149,32 @@ pub fn predict_encoded(
 pub fn predict_encoded_cached(
     scorer: &Scorer,
     pairs: &[EncodedPair],
-    mut cache: Option<&mut SeekerCache>,
+    cache: Option<&mut SeekerCache>,
 ) -> Result<Vec<PairPrediction>, candle_core::Error> {
     // Scoring pads each batch to its longest text: order by length so that batches are even.
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| (pairs[i].response.len(), pairs[i].seeker.len()));
-    let mut results: Vec<Option<PairPrediction>> = vec![None; pairs.len()];
-    for chunk in order.chunks(BATCH) {
-        let s: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].seeker).collect();
-        let r: Vec<&Encoded> = chunk.iter().map(|&i| &pairs[i].response).collect();
-        let scores = scorer.score_encoded_cached(&s, &r, cache.as_deref_mut())?;
-        for (&i, pair_scores) in chunk.iter().zip(scores) {
-            let p = &pairs[i];
-            results[i] = Some(PairPrediction {
-                id: p.pair.id.clone(),
-                mechanisms: pair_scores
-                    .iter()
-                    .map(|sc| {
-                        (
-                            sc.mechanism,
-                            to_prediction(&p.pair.response_post, &p.response, sc),
-                        )
-                    })
-                    .collect(),
-                truncated: p.seeker.truncated || p.response.truncated,
-            });
-        }
-    }
-    Ok(results.into_iter().flatten().collect())
+    let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+    let seekers: Vec<&Encoded> = pairs.iter().map(|p| &p.seeker).collect();
+    let responses: Vec<&Encoded> = pairs.iter().map(|p| &p.response).collect();
+    let scores = scorer.score_batches(&seekers, &responses, &batches, cache)?;
+    Ok(pairs
+        .iter()
+        .zip(scores)
+        .map(|(p, pair_scores)| PairPrediction {
+            id: p.pair.id.clone(),
+            mechanisms: pair_scores
+                .iter()
+                .map(|sc| {
+                    (
+                        sc.mechanism,
+                        to_prediction(&p.pair.response_post, &p.response, sc),
+                    )
+                })
+                .collect(),
+            truncated: p.seeker.truncated || p.response.truncated,
+        })
+        .collect())
 }
 
 /// Pairs scored together: large enough to keep the matrix kernels busy, small enough that

@@ -16,9 +16,12 @@ pub struct SeekerCache {
     pub misses: u64,
 }
 
-/// The default budget: a few thousand posts of 64 tokens of MiniLM, well under the memory
-/// `predict` is meant to stay in.
-pub const DEFAULT_BUDGET_BYTES: usize = 64 << 20;
+/// The default budget: about 2,700 posts of 64 tokens of MiniLM (98 KB each), 4,100 of the
+/// shared data's mean length (42 tokens). Posts recur far apart when a file is not sorted by thread, and a
+/// miss costs a seeker encoding, as much as the pair's own scoring: with 64 MB, a 100k-pair
+/// file of 2,752 distinct posts spread evenly re-encoded two posts in three. `predict` stays
+/// well under 1 GB with it (docs/PERFORMANCE.md).
+pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 
 impl SeekerCache {
     pub fn new(budget: usize) -> Self {
