@@ -157,9 +157,9 @@ impl Scorer<'_> {
         let states = Tensor::stack(&padded, 0)?;
         let response_batch = padded_batch_of(responses, self.pad_id, None, self.device)?;
         let response_states = self.model.encode_responses(&response_batch, Mode::Infer)?;
-        let logits = self
-            .model
-            .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
+        let logits =
+            self.model
+                .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
         self.scores(&logits, responses)
     }
 
