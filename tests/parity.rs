@@ -127,6 +127,7 @@ fn check_original_biencoder(checkpoint: &str) {
         dropout: 0.1,
         mask_seeker_padding: false,
         pad_to_max_len: false,
+        level_offsets: Default::default(),
     };
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(&dev), &pretrained.config, &config).unwrap();

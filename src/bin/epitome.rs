@@ -81,6 +81,37 @@ enum Command {
     /// The library of exemplar phrasings that suggestions come from.
     #[command(subcommand)]
     Exemplars(ExemplarsCommand),
+    /// Per-level decision offsets for macro-F1: each model's are tuned on the other models'
+    /// dev predictions (none of its own dev pairs) and scored on its own dev pairs; with
+    /// --apply-to, a copy of a bundle that decides with them.
+    TuneOffsets(TuneOffsetsArgs),
+}
+
+#[derive(Args, Debug)]
+struct TuneOffsetsArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Bundles trained with different seeds (so on different splits), at least two.
+    #[arg(long, num_args = 2.., required = true)]
+    models: Vec<ModelSource>,
+    /// Write a copy of this bundle whose offsets are tuned on the dev predictions of the
+    /// --models other than it, leaving out its own dev pairs.
+    #[arg(long, requires = "out")]
+    apply_to: Option<ModelSource>,
+    /// Where to write that copy (replaced only once complete).
+    #[arg(long, requires = "apply_to")]
+    out: Option<PathBuf>,
+    /// The mechanisms to tune (the others keep the most probable level), e.g. ER or ER,IP.
+    /// Default: every mechanism of the models.
+    #[arg(long, value_delimiter = ',')]
+    mechanisms: Vec<epitome::mechanism::Mechanism>,
+    /// Number format of the copy's stored fine-tuned tensors.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: StoredDType,
+    /// Also write the leave-one-out table as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -883,7 +914,100 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench(&args),
+        Command::TuneOffsets(args) => tune_offsets(&args),
     }
+}
+
+fn tune_offsets(args: &TuneOffsetsArgs) -> Result<()> {
+    use epitome::experiment::offsets::{chosen, dev_scores, leave_one_out, tune_for};
+    let dataset = epitome::data::load_epitome(&args.data)?;
+    let mut all = Vec::new();
+    let mut commands = Vec::new();
+    for m in &args.models {
+        let bundle = epitome::bundle::load(&m.resolve()?, &Device::Cpu)?;
+        eprintln!("scoring the dev pairs of {}", bundle.dir.display());
+        all.push(dev_scores(&bundle, &dataset.examples)?);
+        let mut info = bundle.info.clone();
+        epitome::train::record_command(&mut info);
+        commands.push(info.training.get("command").cloned());
+    }
+    let rows = leave_one_out(&all, &args.mechanisms);
+    println!("| model | mechanism | offsets of levels 1, 2 | tuned on (pairs) | dev pairs | macro-F1 argmax → offsets | accuracy | F1 of level 1 |");
+    println!("| --- | --- | --- | ---: | ---: | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:+.1}, {:+.1} | {} | {} | {:.3} → {:.3} | {:.3} → {:.3} | {:.3} → {:.3} |",
+            r.model.display(),
+            r.mechanism,
+            r.offsets[1],
+            r.offsets[2],
+            r.tuned_on,
+            r.dev_pairs,
+            r.macro_f1_before,
+            r.macro_f1_after,
+            r.accuracy_before,
+            r.accuracy_after,
+            r.level_f1_before[1],
+            r.level_f1_after[1]
+        );
+    }
+    for m in epitome::Mechanism::ALL {
+        let of: Vec<_> = rows.iter().filter(|r| r.mechanism == m).collect();
+        if !of.is_empty() {
+            let n = of.len() as f64;
+            println!(
+                "{m}: mean dev macro-F1 over {} models {:.3} → {:.3}",
+                of.len(),
+                of.iter().map(|r| r.macro_f1_before).sum::<f64>() / n,
+                of.iter().map(|r| r.macro_f1_after).sum::<f64>() / n
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        write_atomically(path, &(serde_json::to_string_pretty(&rows)? + "\n"))?;
+    }
+    let (Some(target), Some(out)) = (&args.apply_to, &args.out) else {
+        return Ok(());
+    };
+    let dir = target.resolve()?;
+    let mut bundle = epitome::bundle::load(&dir, &Device::Cpu)?;
+    let own: std::collections::HashSet<String> = bundle
+        .info
+        .split
+        .as_ref()
+        .map(|s| s.dev.iter().cloned().collect())
+        .unwrap_or_default();
+    let same = |a: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(&dir).ok();
+    let (others, other_commands): (Vec<&_>, Vec<_>) = all
+        .iter()
+        .zip(&commands)
+        .filter(|(d, _)| !same(&d.model))
+        .unzip();
+    if others.is_empty() {
+        anyhow::bail!("--models holds no bundle other than --apply-to to tune on");
+    }
+    let mechanisms = chosen(&bundle.model.config().mechanisms, &args.mechanisms);
+    let (offsets, tuned) = tune_for(&mechanisms, &own, &others);
+    bundle.model.set_level_offsets(offsets.clone());
+    let evaluation = evaluate_bundle(&bundle, &args.data, EvalSplit::Dev, &Bars::default())?;
+    print!("{}", evaluation.report.table());
+    let provenance = serde_json::json!({
+        "tuned_on": others.iter().map(|d| d.model.display().to_string()).collect::<Vec<_>>(),
+        "tuned_on_training": other_commands,
+        "pairs": tuned.iter().map(|(m, n)| (m.code().to_owned(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+        "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+    });
+    let dev_metrics = serde_json::to_value(&evaluation.report)?;
+    epitome::bundle::export(&dir, out, args.dtype.into(), |info| {
+        epitome::train::record_command(info);
+        info.model.level_offsets = offsets;
+        info.dev_metrics = Some(dev_metrics);
+        if let serde_json::Value::Object(training) = &mut info.training {
+            training.insert("level_offsets".into(), provenance);
+        }
+    })?;
+    eprintln!("bundle written to {}", out.display());
+    Ok(())
 }
 
 /// Progress drawn as indicatif bars on stderr, one phase at a time.

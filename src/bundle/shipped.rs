@@ -68,21 +68,21 @@ pub fn shipped_info() -> Result<BundleInfo, BundleError> {
 }
 
 /// Puts the shipped model together under `models_dir` (once per shipped version: the
-/// directory is named by the weights' hash) and returns its directory.
+/// directory is named by a hash of its description) and returns its directory.
 pub fn install(models_dir: &Path) -> Result<PathBuf, BundleError> {
     let info = shipped_info()?;
-    let weights_hash = info
-        .files
-        .get(FINE_TUNED_FILE)
-        .ok_or_else(|| BundleError::Field {
+    if !info.files.contains_key(FINE_TUNED_FILE) {
+        return Err(BundleError::Field {
             path: PathBuf::from("models/default/bundle.json (embedded)"),
             field: format!("files.{FINE_TUNED_FILE}"),
             message: "missing".into(),
-        })?;
-    let dir = models_dir.join(format!(
-        "default-{}",
-        &weights_hash[..16.min(weights_hash.len())]
-    ));
+        });
+    }
+    // Named by the description, which pins the weights by hash: a release that changes only
+    // how levels are decided (bundle.json alone) installs afresh instead of reusing the
+    // directory of the one before.
+    let digest = crate::digest::sha256_bytes(BUNDLE_JSON.as_bytes());
+    let dir = models_dir.join(format!("default-{}", &digest[..16]));
     if dir.join(BUNDLE_FILE).is_file() {
         return Ok(dir);
     }

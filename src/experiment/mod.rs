@@ -7,6 +7,7 @@
 //! interrupted experiment resumes where it stopped.
 
 mod baselines;
+pub mod offsets;
 mod table;
 
 pub use baselines::{majority, tfidf_logistic, BaselineError, TextOf};

@@ -6,6 +6,7 @@
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
 //! by prefix alone.
 
+use super::offsets::LevelOffsets;
 use crate::encoder::layers::{Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
 use crate::kernels::{self, Precision};
@@ -37,6 +38,11 @@ pub struct ModelConfig {
     /// checkpoints need it: with an unmasked seeker, the padding changes the result.
     #[serde(default)]
     pub pad_to_max_len: bool,
+    /// How levels are decided from their probabilities (`epitome tune-offsets`); plain argmax
+    /// when empty, and then absent from bundle.json, so that bundles made before it keep
+    /// their settings digests.
+    #[serde(default, skip_serializing_if = "LevelOffsets::is_empty")]
+    pub level_offsets: LevelOffsets,
 }
 
 pub const SEEKER_PREFIX: &str = "seeker";
@@ -175,6 +181,11 @@ impl BiEncoder {
     /// The number format of the encoders' products at inference; f32 unless set.
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
+    }
+
+    /// How levels are decided from now on; the tensors are untouched.
+    pub fn set_level_offsets(&mut self, offsets: LevelOffsets) {
+        self.config.level_offsets = offsets;
     }
 
     pub fn precision(&self) -> Precision {

@@ -3,11 +3,13 @@
 mod biencoder;
 pub mod import;
 pub mod loss;
+pub mod offsets;
 pub mod params;
 
 pub use biencoder::{
     BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, RESPONDER_PREFIX, SEEKER_PREFIX,
 };
+pub use offsets::LevelOffsets;
 
 /// candle attaches a backtrace to its errors when RUST_BACKTRACE is set: kilobytes of build
 /// paths that tell a user nothing. The message is what comes before it.

@@ -41,7 +41,8 @@ pub struct Rationale {
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[schema(as = Mechanism)]
 pub struct MechanismPrediction {
-    /// 0 none, 1 weak, 2 strong.
+    /// 0 none, 1 weak, 2 strong: the most probable level, or, for a model with decision
+    /// offsets (bundle.json `model.level_offsets`), the level they pick from `probs`.
     #[schema(minimum = 0, maximum = 2)]
     pub level: u8,
     /// Probabilities of levels 0, 1 and 2.

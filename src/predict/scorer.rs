@@ -234,13 +234,14 @@ impl Scorer<'_> {
         logits: &[crate::model::MechanismLogits],
         responses: &[&Encoded],
     ) -> Result<Vec<Vec<MechanismScore>>> {
+        let offsets = &self.model.config().level_offsets;
         let mut out: Vec<Vec<MechanismScore>> = vec![Vec::new(); responses.len()];
         for mech in logits {
             let level_logits: Vec<Vec<f32>> = mech.level.to_vec2()?;
             let rationale = mech.rationale.argmax(2)?.to_vec2::<u32>()?;
             for (i, row) in level_logits.iter().enumerate() {
                 let probs = softmax3(row);
-                let level = argmax(&probs) as u8;
+                let level = offsets.decide(mech.mechanism, &probs);
                 let response = responses[i];
                 let rationale_tokens = (0..response.len())
                     .map(|t| level > 0 && !response.special[t] && rationale[i][t] == 1)
@@ -262,19 +263,6 @@ fn softmax3(row: &[f32]) -> [f32; NUM_LEVELS] {
     let exp: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     std::array::from_fn(|i| exp[i] / sum)
-}
-
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
-            if x > best.1 {
-                (i, x)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 /// `v` scaled to length 1 (zero stays zero).

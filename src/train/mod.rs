@@ -71,6 +71,7 @@ impl Trainer {
             dropout: options.dropout,
             mask_seeker_padding: true,
             pad_to_max_len: false,
+            level_offsets: Default::default(),
         };
         let tensors = bundle::assemble(&config, encoder.load_tensors(device)?, HashMap::new());
         let varmap = VarMap::new();

@@ -1,0 +1,81 @@
+//! Per-level decision offsets. A level head trained with cross-entropy picks the most probable
+//! level, which is what accuracy rewards; macro-F1 weighs a rare level (IP level 1: 97 of
+//! 2,626 pairs) as much as a common one, and the most probable level is almost never the rare
+//! one. Adding an offset to each level's log-probability before the argmax moves the decision
+//! towards the rare level without retraining; the probabilities reported stay the model's.
+
+use crate::mechanism::{Mechanism, NUM_LEVELS};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Offsets added to the log-probabilities of levels 0, 1 and 2, per mechanism; a mechanism
+/// without an entry decides by plain argmax.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LevelOffsets(pub BTreeMap<Mechanism, [f32; NUM_LEVELS]>);
+
+impl LevelOffsets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The offsets of `m` (zeros when it has none).
+    pub fn of(&self, m: Mechanism) -> [f32; NUM_LEVELS] {
+        self.0.get(&m).copied().unwrap_or([0.0; NUM_LEVELS])
+    }
+
+    /// The level decided for `m` from the probabilities of its levels.
+    pub fn decide(&self, m: Mechanism, probs: &[f32; NUM_LEVELS]) -> u8 {
+        decide(&self.of(m), probs)
+    }
+}
+
+/// The level whose log-probability plus offset is largest; on a tie the lower level, as a
+/// plain argmax would pick. Without offsets it is the argmax of the probabilities themselves
+/// (two close probabilities can round to one logarithm).
+pub fn decide(offsets: &[f32; NUM_LEVELS], probs: &[f32; NUM_LEVELS]) -> u8 {
+    let zero = offsets.iter().all(|&o| o == 0.0);
+    let mut best = 0;
+    let mut best_score = f32::NEG_INFINITY;
+    for level in 0..NUM_LEVELS {
+        let score = if zero {
+            probs[level]
+        } else {
+            probs[level].ln() + offsets[level]
+        };
+        if score > best_score {
+            best = level;
+            best_score = score;
+        }
+    }
+    best as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_offsets_are_the_argmax_and_an_offset_moves_the_decision() {
+        let p = [0.5, 0.3, 0.2];
+        assert_eq!(decide(&[0.0; 3], &p), 0);
+        // ln(0.3) + 0.6 = -0.604 > ln(0.5) = -0.693
+        assert_eq!(decide(&[0.0, 0.6, 0.0], &p), 1);
+        assert_eq!(decide(&[0.0, 0.4, 0.0], &p), 0);
+        assert_eq!(decide(&[0.0, 0.0, 1.0], &p), 2);
+        // A level of probability 0 is never chosen, whatever its offset.
+        assert_eq!(decide(&[0.0, 9.0, 0.0], &[0.5, 0.0, 0.5]), 0);
+    }
+
+    #[test]
+    fn offsets_are_stored_by_mechanism_code() {
+        let mut o = LevelOffsets::default();
+        o.0.insert(Mechanism::Interpretations, [0.0, 1.5, 0.0]);
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(json, r#"{"IP":[0.0,1.5,0.0]}"#);
+        let back: LevelOffsets = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, o);
+        assert_eq!(back.of(Mechanism::Explorations), [0.0; 3]);
+        assert_eq!(back.decide(Mechanism::Interpretations, &[0.5, 0.2, 0.3]), 1);
+    }
+}
