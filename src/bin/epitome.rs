@@ -85,6 +85,19 @@ enum Command {
     /// dev predictions (none of its own dev pairs) and scored on its own dev pairs; with
     /// --apply-to, a copy of a bundle that decides with them.
     TuneOffsets(TuneOffsetsArgs),
+    /// Average the level probabilities of models trained on one split (an ensemble) and
+    /// compare it, on their shared dev pairs, with each model alone.
+    EnsembleEval(EnsembleEvalArgs),
+}
+
+#[derive(Args, Debug)]
+struct EnsembleEvalArgs {
+    /// Directory with the three EPITOME CSVs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Bundles trained on the same split (the same dev pairs), at least two.
+    #[arg(long, num_args = 2.., required = true)]
+    models: Vec<ModelSource>,
 }
 
 #[derive(Args, Debug)]
@@ -915,11 +928,61 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Bench(args) => bench(&args),
         Command::TuneOffsets(args) => tune_offsets(&args),
+        Command::EnsembleEval(args) => ensemble_eval(&args),
     }
 }
 
+fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
+    use epitome::experiment::ensemble::{average, level_scores};
+    let dataset = epitome::data::load_epitome(&args.data)?;
+    let mut members = Vec::new();
+    for m in &args.models {
+        let bundle = epitome::bundle::load(&m.resolve()?, &Device::Cpu)?;
+        eprintln!("scoring the dev pairs of {}", bundle.dir.display());
+        members.push(epitome::experiment::dev::dev_scores(
+            &bundle,
+            &dataset.examples,
+        )?);
+    }
+    let ensemble = average(&members)?;
+    println!(
+        "{} dev pairs; accuracy / macro-F1, deciding by the most probable level",
+        ensemble.ids.len()
+    );
+    println!(
+        "| mechanism | {} | mean of the models | ensemble |",
+        args.models
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("| --- |{} --- | --- |", " --- |".repeat(members.len()));
+    for &m in &ensemble.mechanisms {
+        let alone: Vec<_> = members.iter().filter_map(|d| level_scores(d, m)).collect();
+        let Some(together) = level_scores(&ensemble, m) else {
+            continue;
+        };
+        let cells: Vec<String> = alone
+            .iter()
+            .map(|s| format!("{:.3} / {:.3}", s.accuracy, s.macro_f1))
+            .collect();
+        let n = alone.len() as f64;
+        println!(
+            "| {m} | {} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            cells.join(" | "),
+            alone.iter().map(|s| s.accuracy).sum::<f64>() / n,
+            alone.iter().map(|s| s.macro_f1).sum::<f64>() / n,
+            together.accuracy,
+            together.macro_f1
+        );
+    }
+    Ok(())
+}
+
 fn tune_offsets(args: &TuneOffsetsArgs) -> Result<()> {
-    use epitome::experiment::offsets::{chosen, dev_scores, leave_one_out, tune_for};
+    use epitome::experiment::dev::dev_scores;
+    use epitome::experiment::offsets::{chosen, leave_one_out, tune_for};
     let dataset = epitome::data::load_epitome(&args.data)?;
     let mut all = Vec::new();
     let mut commands = Vec::new();

@@ -7,6 +7,8 @@
 //! interrupted experiment resumes where it stopped.
 
 mod baselines;
+pub mod dev;
+pub mod ensemble;
 pub mod offsets;
 mod table;
 
