@@ -129,13 +129,18 @@ impl Scorer<'_> {
         };
         for two in batches.chunks(2) {
             match two {
-                [a, b] => {
+                // Batches this small encode their seeker and response posts side by side
+                // already (`score_encoded`), on the same two threads.
+                [a, b] if a.len().min(b.len()) > PARALLEL_ENCODERS_MAX_PAIRS => {
                     let (sa, sb) = kernels::join_single_threaded(|| score(a), || score(b));
                     place(a, sa?);
                     place(b, sb?);
                 }
-                [a] => place(a, score(a)?),
-                _ => {}
+                _ => {
+                    for batch in two {
+                        place(batch, score(batch)?);
+                    }
+                }
             }
         }
         Ok(out)
@@ -211,12 +216,17 @@ impl Scorer<'_> {
         } else {
             encode(&groups)?
         };
-        let fresh: std::collections::HashMap<Vec<u32>, Tensor> = fresh.into_iter().collect();
+        let by_ids: std::collections::HashMap<&[u32], &Tensor> = fresh
+            .iter()
+            .map(|(ids, state)| (ids.as_slice(), state))
+            .collect();
         for (i, row) in rows.iter_mut().enumerate() {
             if row.is_none() {
-                *row = fresh.get(&seekers[i].ids).cloned();
+                *row = by_ids.get(seekers[i].ids.as_slice()).map(|&t| t.clone());
             }
         }
+        // In encoding order, so that which posts the cache evicts first, and so which later
+        // lookups hit, is the same in every run.
         for (ids, state) in fresh {
             cache.insert(ids, state);
         }
