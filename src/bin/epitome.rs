@@ -935,15 +935,12 @@ fn run(command: Command) -> Result<()> {
 fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
     use epitome::experiment::ensemble::{average, level_scores};
     let dataset = epitome::data::load_epitome(&args.data)?;
-    let mut members = Vec::new();
-    for m in &args.models {
-        let bundle = epitome::bundle::load(&m.resolve()?, &Device::Cpu)?;
-        eprintln!("scoring the dev pairs of {}", bundle.dir.display());
-        members.push(epitome::experiment::dev::dev_scores(
-            &bundle,
-            &dataset.examples,
-        )?);
-    }
+    let dirs = args
+        .models
+        .iter()
+        .map(ModelSource::resolve)
+        .collect::<Result<Vec<_>, _>>()?;
+    let members = epitome::experiment::dev::dev_scores_of(&dirs, &dataset.examples)?;
     let ensemble = average(&members)?;
     println!(
         "{} dev pairs; accuracy / macro-F1, deciding by the most probable level",
@@ -981,19 +978,14 @@ fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
 }
 
 fn tune_offsets(args: &TuneOffsetsArgs) -> Result<()> {
-    use epitome::experiment::dev::dev_scores;
-    use epitome::experiment::offsets::{chosen, leave_one_out, tune_for};
+    use epitome::experiment::offsets::{apply, leave_one_out};
     let dataset = epitome::data::load_epitome(&args.data)?;
-    let mut all = Vec::new();
-    let mut commands = Vec::new();
-    for m in &args.models {
-        let bundle = epitome::bundle::load(&m.resolve()?, &Device::Cpu)?;
-        eprintln!("scoring the dev pairs of {}", bundle.dir.display());
-        all.push(dev_scores(&bundle, &dataset.examples)?);
-        let mut info = bundle.info.clone();
-        epitome::train::record_command(&mut info);
-        commands.push(info.training.get("command").cloned());
-    }
+    let dirs = args
+        .models
+        .iter()
+        .map(ModelSource::resolve)
+        .collect::<Result<Vec<_>, _>>()?;
+    let all = epitome::experiment::dev::dev_scores_of(&dirs, &dataset.examples)?;
     let rows = leave_one_out(&all, &args.mechanisms);
     println!("| model | mechanism | offsets of levels 1, 2 | tuned on (pairs) | dev pairs | macro-F1 argmax → offsets | accuracy | F1 of level 1 |");
     println!("| --- | --- | --- | ---: | ---: | --- | --- | --- |");
@@ -1032,43 +1024,17 @@ fn tune_offsets(args: &TuneOffsetsArgs) -> Result<()> {
     let (Some(target), Some(out)) = (&args.apply_to, &args.out) else {
         return Ok(());
     };
-    let dir = target.resolve()?;
-    let mut bundle = epitome::bundle::load(&dir, &Device::Cpu)?;
-    let own: std::collections::HashSet<String> = bundle
-        .info
-        .split
-        .as_ref()
-        .map(|s| s.dev.iter().cloned().collect())
-        .unwrap_or_default();
-    let same = |a: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(&dir).ok();
-    let (others, other_commands): (Vec<&_>, Vec<_>) = all
-        .iter()
-        .zip(&commands)
-        .filter(|(d, _)| !same(&d.model))
-        .unzip();
-    if others.is_empty() {
-        anyhow::bail!("--models holds no bundle other than --apply-to to tune on");
-    }
-    let mechanisms = chosen(&bundle.model.config().mechanisms, &args.mechanisms);
-    let (offsets, tuned) = tune_for(&mechanisms, &own, &others);
-    bundle.model.set_level_offsets(offsets.clone());
-    let evaluation = evaluate_bundle(&bundle, &args.data, EvalSplit::Dev, &Bars::default())?;
-    print!("{}", evaluation.report.table());
-    let provenance = serde_json::json!({
-        "tuned_on": others.iter().map(|d| d.model.display().to_string()).collect::<Vec<_>>(),
-        "tuned_on_training": other_commands,
-        "pairs": tuned.iter().map(|(m, n)| (m.code().to_owned(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
-        "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
-    });
-    let dev_metrics = serde_json::to_value(&evaluation.report)?;
-    epitome::bundle::export(&dir, out, args.dtype.into(), |info| {
-        epitome::train::record_command(info);
-        info.model.level_offsets = offsets;
-        info.dev_metrics = Some(dev_metrics);
-        if let serde_json::Value::Object(training) = &mut info.training {
-            training.insert("level_offsets".into(), provenance);
-        }
-    })?;
+    let report = apply(
+        &target.resolve()?,
+        out,
+        args.dtype.into(),
+        &all,
+        &args.mechanisms,
+        &args.data,
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        &Bars::default(),
+    )?;
+    print!("{}", report.table());
     eprintln!("bundle written to {}", out.display());
     Ok(())
 }

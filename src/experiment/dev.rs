@@ -12,6 +12,9 @@ use std::path::PathBuf;
 /// One model's predictions on its own dev pairs.
 pub struct DevScores {
     pub model: PathBuf,
+    /// How the model was trained (`training.command` of its bundle), to record what a
+    /// measurement used.
+    pub command: Option<String>,
     pub mechanisms: Vec<Mechanism>,
     pub ids: Vec<String>,
     /// Gold levels per pair, indexed by [`Mechanism::index`].
@@ -53,8 +56,15 @@ pub fn dev_scores(bundle: &LoadedBundle, examples: &[Example]) -> Result<DevScor
     let scores = bundle
         .scorer()
         .score_batches(&seekers, &responses, &batches, None)?;
+    let mut info = bundle.info.clone();
+    crate::train::record_command(&mut info);
     Ok(DevScores {
         model: bundle.dir.clone(),
+        command: info
+            .training
+            .get("command")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned),
         mechanisms: bundle.model.config().mechanisms.clone(),
         ids: dev.iter().map(|e| e.id()).collect(),
         gold: features.iter().map(|f| f.levels).collect(),
@@ -63,4 +73,19 @@ pub fn dev_scores(bundle: &LoadedBundle, examples: &[Example]) -> Result<DevScor
             .map(|s| s.iter().map(|m| m.probs).collect())
             .collect(),
     })
+}
+
+/// Loads each bundle of `models` and scores it on its own dev pairs of `examples`.
+pub fn dev_scores_of(
+    models: &[PathBuf],
+    examples: &[Example],
+) -> Result<Vec<DevScores>, crate::Error> {
+    models
+        .iter()
+        .map(|dir| {
+            let bundle = crate::bundle::load(dir, &candle_core::Device::Cpu)?;
+            tracing::info!("scoring the dev pairs of {}", dir.display());
+            dev_scores(&bundle, examples)
+        })
+        .collect()
 }

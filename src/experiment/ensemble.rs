@@ -56,6 +56,7 @@ pub fn average(members: &[DevScores]) -> Result<DevScores, EnsembleError> {
         .collect();
     Ok(DevScores {
         model: PathBuf::from("ensemble"),
+        command: None,
         mechanisms,
         ids: first.ids.clone(),
         gold: first.gold.clone(),
@@ -94,6 +95,7 @@ mod tests {
     fn member(name: &str, ids: &[&str], p: [f32; 3]) -> DevScores {
         DevScores {
             model: PathBuf::from(name),
+            command: None,
             mechanisms: vec![Mechanism::Interpretations],
             ids: ids.iter().map(|s| s.to_string()).collect(),
             gold: ids.iter().map(|_| [0, 1, 0]).collect(),

@@ -7,12 +7,13 @@
 //! for each tuning, none of them seen by the score that judges it.
 
 use super::dev::DevScores;
+use crate::evaluate::{evaluate_bundle, EvalReport, EvalSplit};
 use crate::mechanism::Mechanism;
 use crate::metrics::level_metrics;
 use crate::model::offsets::{decide, LevelOffsets};
 use serde::Serialize;
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// Offsets of levels 1 and 2 are searched on this grid, from `-GRID_MAX` to `GRID_MAX`; level
 /// 0's stays 0 (only differences between levels matter).
@@ -145,6 +146,57 @@ pub fn leave_one_out(all: &[DevScores], mechanisms: &[Mechanism]) -> Vec<HeldOut
     rows
 }
 
+/// `tune-offsets --apply-to`: writes to `out` a copy of the bundle at `target` (tensors stored
+/// as `dtype`) that decides `mechanisms` with offsets tuned on the models of `all` other than
+/// `target`, without `target`'s own dev pairs; its dev metrics are measured again and recorded,
+/// with what the offsets were tuned on and `command`. Returns those dev metrics.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    target: &Path,
+    out: &Path,
+    dtype: candle_core::DType,
+    all: &[DevScores],
+    mechanisms: &[Mechanism],
+    data_dir: &Path,
+    command: String,
+    progress: &dyn crate::progress::Progress,
+) -> Result<EvalReport, crate::Error> {
+    let mut bundle = crate::bundle::load(target, &candle_core::Device::Cpu)?;
+    let own: HashSet<String> = bundle
+        .info
+        .split
+        .as_ref()
+        .map(|s| s.dev.iter().cloned().collect())
+        .unwrap_or_default();
+    let same = |a: &Path| std::fs::canonicalize(a).ok() == std::fs::canonicalize(target).ok();
+    let others: Vec<&DevScores> = all.iter().filter(|d| !same(&d.model)).collect();
+    crate::OptionError::check(
+        !others.is_empty(),
+        "--models",
+        "to hold a bundle other than --apply-to, to tune on",
+    )?;
+    let chosen = chosen(&bundle.model.config().mechanisms, mechanisms);
+    let (offsets, tuned) = tune_for(&chosen, &own, &others);
+    bundle.model.set_level_offsets(offsets.clone());
+    let report = evaluate_bundle(&bundle, data_dir, EvalSplit::Dev, progress)?.report;
+    let provenance = serde_json::json!({
+        "tuned_on": others.iter().map(|d| d.model.display().to_string()).collect::<Vec<_>>(),
+        "tuned_on_training": others.iter().map(|d| d.command.clone()).collect::<Vec<_>>(),
+        "pairs": tuned.iter().map(|(m, n)| (m.code(), *n)).collect::<BTreeMap<_, _>>(),
+        "command": command,
+    });
+    let dev_metrics = serde_json::to_value(&report).ok();
+    crate::bundle::export(target, out, dtype, |info| {
+        crate::train::record_command(info);
+        info.model.level_offsets = offsets;
+        info.dev_metrics = dev_metrics;
+        if let serde_json::Value::Object(training) = &mut info.training {
+            training.insert("level_offsets".into(), provenance);
+        }
+    })?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +243,7 @@ mod tests {
     fn a_models_own_dev_pairs_are_left_out_of_its_tuning() {
         let scores = |ids: &[&str], level_1_shy: bool| DevScores {
             model: PathBuf::from("m"),
+            command: None,
             mechanisms: vec![Mechanism::Interpretations],
             ids: ids.iter().map(|s| s.to_string()).collect(),
             gold: ids.iter().map(|_| [0, 1, 0]).collect(),
