@@ -932,15 +932,25 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
-    use epitome::experiment::ensemble::{average, level_scores};
-    let dataset = epitome::data::load_epitome(&args.data)?;
-    let dirs = args
-        .models
+/// Each of `models` scored on its own dev pairs of the annotations in `data`.
+fn dev_scores_of(
+    data: &Path,
+    models: &[ModelSource],
+) -> Result<Vec<epitome::experiment::dev::DevScores>> {
+    let dataset = epitome::data::load_epitome(data)?;
+    let dirs = models
         .iter()
         .map(ModelSource::resolve)
         .collect::<Result<Vec<_>, _>>()?;
-    let members = epitome::experiment::dev::dev_scores_of(&dirs, &dataset.examples)?;
+    Ok(epitome::experiment::dev::dev_scores_of(
+        &dirs,
+        &dataset.examples,
+    )?)
+}
+
+fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
+    use epitome::experiment::ensemble::{average, level_scores};
+    let members = dev_scores_of(&args.data, &args.models)?;
     let ensemble = average(&members)?;
     println!(
         "{} dev pairs; accuracy / macro-F1, deciding by the most probable level",
@@ -979,13 +989,7 @@ fn ensemble_eval(args: &EnsembleEvalArgs) -> Result<()> {
 
 fn tune_offsets(args: &TuneOffsetsArgs) -> Result<()> {
     use epitome::experiment::offsets::{apply, leave_one_out};
-    let dataset = epitome::data::load_epitome(&args.data)?;
-    let dirs = args
-        .models
-        .iter()
-        .map(ModelSource::resolve)
-        .collect::<Result<Vec<_>, _>>()?;
-    let all = epitome::experiment::dev::dev_scores_of(&dirs, &dataset.examples)?;
+    let all = dev_scores_of(&args.data, &args.models)?;
     let rows = leave_one_out(&all, &args.mechanisms);
     println!("| model | mechanism | offsets of levels 1, 2 | tuned on (pairs) | dev pairs | macro-F1 argmax → offsets | accuracy | F1 of level 1 |");
     println!("| --- | --- | --- | ---: | ---: | --- | --- | --- |");

@@ -89,3 +89,16 @@ pub fn dev_scores_of(
         })
         .collect()
 }
+
+/// Level metrics of the decisions `offsets` make on (probabilities, gold level) samples.
+pub fn decided_metrics(
+    samples: &[([f32; NUM_LEVELS], u8)],
+    offsets: &[f32; NUM_LEVELS],
+) -> crate::metrics::LevelMetrics {
+    let gold: Vec<u8> = samples.iter().map(|s| s.1).collect();
+    let predicted: Vec<u8> = samples
+        .iter()
+        .map(|s| crate::model::offsets::decide(offsets, &s.0))
+        .collect();
+    crate::metrics::level_metrics(&gold, &predicted)
+}

@@ -2,9 +2,8 @@
 //! models trained on one split (other recipes or seeds) averaged pair by pair, against what
 //! each member scores alone on the same dev pairs. Its cost is one forward pass per member.
 
-use super::dev::DevScores;
+use super::dev::{decided_metrics, DevScores};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
-use crate::metrics::level_metrics;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -76,12 +75,7 @@ pub fn level_scores(scores: &DevScores, m: Mechanism) -> Option<LevelScores> {
     if samples.is_empty() {
         return None;
     }
-    let gold: Vec<u8> = samples.iter().map(|s| s.1).collect();
-    let predicted: Vec<u8> = samples
-        .iter()
-        .map(|s| crate::model::offsets::decide(&[0.0; NUM_LEVELS], &s.0))
-        .collect();
-    let l = level_metrics(&gold, &predicted);
+    let l = decided_metrics(&samples, &[0.0; NUM_LEVELS]);
     Some(LevelScores {
         accuracy: l.accuracy,
         macro_f1: l.macro_f1,

@@ -6,11 +6,10 @@
 //! only then scored on its own dev set. Over three seeds that pools about 20 IP level-1 pairs
 //! for each tuning, none of them seen by the score that judges it.
 
-use super::dev::DevScores;
+use super::dev::{decided_metrics, DevScores};
 use crate::evaluate::{evaluate_bundle, EvalReport, EvalSplit};
 use crate::mechanism::Mechanism;
-use crate::metrics::level_metrics;
-use crate::model::offsets::{decide, LevelOffsets};
+use crate::model::offsets::LevelOffsets;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +21,7 @@ const GRID_MAX: f32 = 2.0;
 
 /// Macro-F1 of the decisions `offsets` make on `samples`.
 fn macro_f1(samples: &[([f32; 3], u8)], offsets: &[f32; 3]) -> f64 {
-    let gold: Vec<u8> = samples.iter().map(|s| s.1).collect();
-    let predicted: Vec<u8> = samples.iter().map(|s| decide(offsets, &s.0)).collect();
-    level_metrics(&gold, &predicted).macro_f1
+    decided_metrics(samples, offsets).macro_f1
 }
 
 /// The offsets that maximise the mean, over `sets` (one per model), of macro-F1; of offsets
@@ -119,12 +116,8 @@ pub fn leave_one_out(all: &[DevScores], mechanisms: &[Mechanism]) -> Vec<HeldOut
         let (offsets, tuned) = tune_for(&tuned_mechanisms, &own, &others);
         for &m in &tuned_mechanisms {
             let samples = target.samples(m, |_| true);
-            let gold: Vec<u8> = samples.iter().map(|s| s.1).collect();
-            let by = |o: &[f32; 3]| {
-                let predicted: Vec<u8> = samples.iter().map(|s| decide(o, &s.0)).collect();
-                level_metrics(&gold, &predicted)
-            };
-            let (before, after) = (by(&[0.0; 3]), by(&offsets.of(m)));
+            let before = decided_metrics(&samples, &[0.0; 3]);
+            let after = decided_metrics(&samples, &offsets.of(m));
             let per_level = |l: &crate::metrics::LevelMetrics| {
                 std::array::from_fn(|c| l.per_class.get(c).map_or(0.0, |s| s.f1))
             };
@@ -200,6 +193,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::offsets::decide;
 
     /// A model that gives the rare level 1 a probability just under level 0's.
     fn shy_of_level_1() -> Vec<([f32; 3], u8)> {
