@@ -125,6 +125,32 @@ fn inference_linear_against_the_transposed_weight_matches_the_trainable_one() {
 }
 
 #[test]
+fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
+    // Widths that are not multiples of a panel are refused (gemm serves them).
+    assert!(kernels::PackedWeight::pack(&[0.0; 40 * 3], 40, 3).is_none());
+    // 800 inputs take three passes over k (384 at a time), the last one partial; the row
+    // counts leave every tile height from 1 to 6 at the end of a 48-row block, and 100 rows
+    // split between threads by rows, 1 to 13 by panels.
+    let w = random(&[48, 800], 7);
+    let b = random(&[48], 8);
+    let flat: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    let Some(packed) = kernels::PackedWeight::pack(&flat, 48, 800) else {
+        return; // no AVX2 and FMA: the transposed weight serves inference
+    };
+    assert_eq!((packed.out_dim(), packed.in_dim()), (48, 800));
+    for rows in (1..=13).chain([47, 49, 53, 100]) {
+        let x = random(&[rows, 800], 9 + rows as u64);
+        let a = kernels::linear_packed(&x, &packed, &b).unwrap();
+        let r = kernels::linear(&x, &w, &b).unwrap();
+        assert_eq!(a.dims(), r.dims());
+        let d = max_diff(&a, &r);
+        assert!(d < 1e-4, "{rows} rows: the packed product differs by {d}");
+    }
+    let wrong = random(&[2, 799], 30);
+    assert!(kernels::linear_packed(&wrong, &packed, &b).is_err());
+}
+
+#[test]
 fn layer_norm_matches_its_composite() {
     let inputs = [
         (random(&[4, 5, 45], 7) * 3.0).unwrap(),

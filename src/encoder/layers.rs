@@ -6,7 +6,7 @@
 //! speed, measured in docs/PERFORMANCE.md, and tests/kernels.rs checks them against candle's
 //! ops, values and gradients.
 
-use crate::kernels::{self, AttentionDropout, QuantizedWeight};
+use crate::kernels::{self, AttentionDropout, PackedWeight, QuantizedWeight};
 use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -43,9 +43,9 @@ pub const WEIGHT_INIT: Init = Init::Randn {
 pub struct Linear {
     weight: Tensor,
     bias: Tensor,
-    /// The weight transposed for inference, made on first use when it can never change (it
-    /// is not a trainable variable): a loaded model, or the frozen seeker encoder.
-    transposed: Arc<OnceLock<Option<Vec<f32>>>>,
+    /// The weight laid out for inference, made on first use when it can never change (it is
+    /// not a trainable variable): a loaded model, or the frozen seeker encoder.
+    inference: Arc<OnceLock<Option<InferenceWeight>>>,
     /// The weight quantized for int8 inference, made on first use under the same condition.
     quantized: Arc<OnceLock<Option<QuantizedWeight>>>,
 }
@@ -57,7 +57,7 @@ impl Linear {
         Ok(Self {
             weight,
             bias,
-            transposed: Arc::new(OnceLock::new()),
+            inference: Arc::new(OnceLock::new()),
             quantized: Arc::new(OnceLock::new()),
         })
     }
@@ -86,25 +86,46 @@ impl Linear {
             .as_ref()
     }
 
-    fn transposed(&self) -> Option<&[f32]> {
+    fn inference(&self) -> Option<&InferenceWeight> {
         if self.weight.track_op() || self.bias.track_op() {
             return None;
         }
-        self.transposed
+        self.inference
             .get_or_init(|| {
+                let (out, inp) = self.weight.dims2().ok()?;
+                let w = self.weight.flatten_all().ok()?.to_vec1::<f32>().ok()?;
+                if let Some(p) = PackedWeight::pack(&w, out, inp) {
+                    return Some(InferenceWeight::Packed(p));
+                }
                 let t = self.weight.t().ok()?.contiguous().ok()?;
-                t.flatten_all().ok()?.to_vec1::<f32>().ok()
+                Some(InferenceWeight::Transposed(
+                    t.flatten_all().ok()?.to_vec1::<f32>().ok()?,
+                ))
             })
-            .as_deref()
+            .as_ref()
     }
+}
+
+/// A weight that no gradient flows to, in the layout its inference product reads.
+#[derive(Debug)]
+enum InferenceWeight {
+    /// Panels for the AVX2 kernel ([`kernels::packed`]).
+    Packed(PackedWeight),
+    /// (in, out) row-major for `gemm`: without AVX2, or for outputs narrower than a panel.
+    Transposed(Vec<f32>),
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.transposed() {
-            // Nothing upstream needs a gradient: the product against the transposed weight,
-            // which has none.
-            Some(wt) if !x.track_op() => kernels::linear_transposed(x, wt, &self.bias),
+        // Nothing upstream needs a gradient: the product against the inference layout,
+        // which has none.
+        match self.inference() {
+            Some(InferenceWeight::Packed(p)) if !x.track_op() => {
+                kernels::linear_packed(x, p, &self.bias)
+            }
+            Some(InferenceWeight::Transposed(wt)) if !x.track_op() => {
+                kernels::linear_transposed(x, wt, &self.bias)
+            }
             _ => kernels::linear(x, &self.weight, &self.bias),
         }
     }

@@ -18,6 +18,7 @@ pub mod int8;
 pub mod layer_norm;
 pub mod linear;
 mod matmul;
+pub mod packed;
 
 pub use attention::{attention, AttentionDropout};
 pub use dropout::dropout;
@@ -25,6 +26,7 @@ pub use gelu::gelu_erf;
 pub use int8::{linear_int8, QuantizedWeight};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_transposed};
+pub use packed::{linear_packed, PackedWeight};
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
@@ -228,6 +230,23 @@ dispatch_simd! {
     }
 }
 
+/// The two one-thread pools of [`join_single_threaded`]; `None` when no thread could be started.
+fn single_threaded_pools() -> Option<&'static [rayon::ThreadPool; 2]> {
+    static POOLS: std::sync::OnceLock<Option<[rayon::ThreadPool; 2]>> = std::sync::OnceLock::new();
+    POOLS
+        .get_or_init(|| {
+            let pool = || {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(|_| "epitome-encoder".into())
+                    .build()
+                    .ok()
+            };
+            Some([pool()?, pool()?])
+        })
+        .as_ref()
+}
+
 /// Runs `a` and `b` at the same time, each on a thread of its own on which every kernel runs
 /// single-threaded. For small batches (one pair while a supporter types), two independent
 /// encoders side by side keep both cores busy without the per-product thread hand-offs that
@@ -236,18 +255,7 @@ pub fn join_single_threaded<RA: Send, RB: Send>(
     a: impl FnOnce() -> RA + Send,
     b: impl FnOnce() -> RB + Send,
 ) -> (RA, RB) {
-    static POOLS: std::sync::OnceLock<Option<[rayon::ThreadPool; 2]>> = std::sync::OnceLock::new();
-    let pools = POOLS.get_or_init(|| {
-        let pool = || {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .thread_name(|_| "epitome-encoder".into())
-                .build()
-                .ok()
-        };
-        Some([pool()?, pool()?])
-    });
-    match pools {
+    match single_threaded_pools() {
         Some([pa, pb]) => std::thread::scope(|scope| {
             let ha = scope.spawn(|| pa.install(a));
             let rb = pb.install(b);

@@ -1,0 +1,204 @@
+//! f32 inference products against a weight packed once, in the layout the micro-kernel reads.
+//!
+//! `gemm` takes its operands as strided matrices and packs the weight into panels on every
+//! call, or, below its packing threshold, reads it in place, 1.5 or 6 KiB between
+//! consecutive k, a stride at which a panel's cache lines fall into a few L1 sets. For one
+//! 64-token sequence that packing was 18.5% of a scored pair's profile (`perf`, the shipped
+//! model), and skipping it (`gemm`'s threshold raised) was no faster: the misses cost as much.
+//! A weight that never changes (a loaded model, the frozen seeker encoder) is packed here once
+//! instead: panels of [`NR`] output columns, each k's 16 values contiguous, so the kernel
+//! streams a panel from start to end.
+
+use super::{tensor, with_f32, with_last_dim, SharedMut};
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+/// Output columns per panel: two 8-lane registers.
+const NR: usize = 16;
+/// Rows per tile: 6 × 2 accumulators, 2 weight registers and the broadcast input fill 15 of
+/// AVX2's 16 registers.
+const MR: usize = 6;
+/// k per pass over a tile: a panel's 384 × 16 values (24 KiB) and a tile's 6 × 384 inputs
+/// (9 KiB) stay in L1 and L2 while the tile is computed.
+const KC: usize = 384;
+/// Rows per block: their inputs (48 × 384 × 4 = 72 KiB) stay in L2 while every panel passes.
+const ROW_BLOCK: usize = 48;
+/// Row tiles and panel ranges per thread: with one, a thread the host slows holds up the
+/// whole product (as `matmul`'s blocks).
+const PARTS_PER_THREAD: usize = 2;
+
+/// A (out, in) weight in panels of [`NR`] columns: panel p holds, for each k, the weights of
+/// columns 16p..16p+16.
+#[derive(Debug)]
+pub struct PackedWeight {
+    out: usize,
+    inp: usize,
+    data: Vec<f32>,
+}
+
+impl PackedWeight {
+    /// `None` when the CPU lacks AVX2 and FMA, or the output width is not a whole number of
+    /// panels (the heads' narrow layers): `gemm` serves those.
+    pub fn pack(w: &[f32], out: usize, inp: usize) -> Option<Self> {
+        if !super::has_avx2_fma() || w.len() != out * inp || inp == 0 || out % NR != 0 {
+            return None;
+        }
+        let mut data = vec![0f32; out * inp];
+        for (c, row) in w.chunks_exact(inp).enumerate() {
+            let (p, j) = (c / NR, c % NR);
+            let panel = &mut data[p * inp * NR..(p + 1) * inp * NR];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * NR + j] = v;
+            }
+        }
+        Some(Self { out, inp, data })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.inp
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out
+    }
+}
+
+/// `x · Wᵀ + b` with `w` packed; x (..., in) → (..., out).
+pub fn linear_packed(x: &Tensor, w: &PackedWeight, bias: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
+        candle_core::bail!(
+            "linear: input {dims:?} does not fit a {} × {} weight",
+            w.out,
+            w.inp
+        );
+    }
+    let y = with_f32(x, "linear", |xv| {
+        with_f32(bias, "linear", |b| product(w, xv, b))
+    })??;
+    tensor(y, with_last_dim(&dims, w.out))
+}
+
+fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let rows = x.len() / w.inp;
+    // Every element is written by the first pass over k (bias + product), so the buffer is
+    // not zeroed first (2% of a scored pair's profile).
+    let mut y: Vec<f32> = Vec::with_capacity(rows * w.out);
+    let panels = w.out / NR;
+    let dst = SharedMut(y.as_mut_ptr());
+    // The larger of rows and panels is split between threads, as the other products do.
+    let parts = rayon::current_num_threads().max(1) * PARTS_PER_THREAD;
+    let tiles = rows.div_ceil(MR);
+    if tiles >= panels {
+        let per = tiles.div_ceil(parts).max(1);
+        (0..tiles.div_ceil(per)).into_par_iter().for_each(|t| {
+            let r0 = t * per * MR;
+            let r1 = ((t + 1) * per * MR).min(rows);
+            // SAFETY: AVX2 and FMA were checked when `w` was packed; part t writes only rows
+            // r0..r1 of y, which holds rows × out values.
+            unsafe { block(w, x, bias, r0..r1, 0..panels, dst.get()) };
+        });
+    } else {
+        let per = panels.div_ceil(parts).max(1);
+        (0..panels.div_ceil(per)).into_par_iter().for_each(|t| {
+            let p0 = t * per;
+            let p1 = ((t + 1) * per).min(panels);
+            // SAFETY: as above; part t writes only the columns of panels p0..p1.
+            unsafe { block(w, x, bias, 0..rows, p0..p1, dst.get()) };
+        });
+    }
+    // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
+    unsafe { y.set_len(rows * w.out) };
+    y
+}
+
+/// Rows `rows` × panels `panels` of the output.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block(
+    w: &PackedWeight,
+    x: &[f32],
+    bias: &[f32],
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    y: *mut f32,
+) {
+    let (inp, out) = (w.inp, w.out);
+    let mut rb = rows.start;
+    while rb < rows.end {
+        let rb_end = (rb + ROW_BLOCK).min(rows.end);
+        let mut k0 = 0;
+        while k0 < inp {
+            let kn = KC.min(inp - k0);
+            for p in panels.clone() {
+                let panel = w.data.as_ptr().add(p * inp * NR + k0 * NR);
+                let c0 = p * NR;
+                let start = (k0 == 0).then(|| bias.as_ptr().add(c0));
+                let mut r0 = rb;
+                while r0 < rb_end {
+                    let xr = x.as_ptr().add(r0 * inp + k0);
+                    let yr = y.add(r0 * out + c0);
+                    match (rb_end - r0).min(MR) {
+                        6 => tile::<6>(xr, inp, panel, kn, yr, out, start),
+                        5 => tile::<5>(xr, inp, panel, kn, yr, out, start),
+                        4 => tile::<4>(xr, inp, panel, kn, yr, out, start),
+                        3 => tile::<3>(xr, inp, panel, kn, yr, out, start),
+                        2 => tile::<2>(xr, inp, panel, kn, yr, out, start),
+                        _ => tile::<1>(xr, inp, panel, kn, yr, out, start),
+                    }
+                    r0 += MR;
+                }
+            }
+            k0 += kn;
+        }
+        rb = rb_end;
+    }
+}
+
+/// `R` rows × 16 columns over `kn` k: `y = start + x · panel`, where `start` is the bias on
+/// the first pass over k and what `y` already holds on later ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile<const R: usize>(
+    x: *const f32,
+    x_rs: usize,
+    panel: *const f32,
+    kn: usize,
+    y: *mut f32,
+    y_rs: usize,
+    bias: Option<*const f32>,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for (r, a) in acc.iter_mut().enumerate() {
+        let from = bias.unwrap_or(y.add(r * y_rs) as *const f32);
+        a[0] = _mm256_loadu_ps(from);
+        a[1] = _mm256_loadu_ps(from.add(8));
+    }
+    for k in 0..kn {
+        let w0 = _mm256_loadu_ps(panel.add(k * NR));
+        let w1 = _mm256_loadu_ps(panel.add(k * NR + 8));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xv = _mm256_broadcast_ss(&*x.add(r * x_rs + k));
+            a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+            a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(y.add(r * y_rs), a[0]);
+        _mm256_storeu_ps(y.add(r * y_rs + 8), a[1]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block(
+    _: &PackedWeight,
+    _: &[f32],
+    _: &[f32],
+    _: std::ops::Range<usize>,
+    _: std::ops::Range<usize>,
+    _: *mut f32,
+) {
+    unreachable!("pack() returns None off x86-64")
+}
