@@ -40,7 +40,7 @@ impl PackedWeight {
     /// `None` when the CPU lacks AVX2 and FMA, or the output width is not a whole number of
     /// panels (the heads' narrow layers): `gemm` serves those.
     pub fn pack(w: &[f32], out: usize, inp: usize) -> Option<Self> {
-        if !super::has_avx2_fma() || w.len() != out * inp || inp == 0 || out % NR != 0 {
+        if !super::has_avx2_fma() || w.len() != out * inp || inp == 0 || !out.is_multiple_of(NR) {
             return None;
         }
         let mut data = vec![0f32; out * inp];
