@@ -330,3 +330,21 @@ fn a_seeker_post_seen_before_is_not_encoded_again_and_scores_the_same() {
         }
     }
 }
+
+#[test]
+fn the_seeker_cache_budget_changes_no_prediction() {
+    let (dir, model, input) = setup(300);
+    let d = dir.path();
+    let default = predict(d, &model, &input, "default.csv", &[]);
+    assert!(default.status.success(), "{}", stderr(&default));
+    let none = predict(d, &model, &input, "none.csv", &["--seeker-cache-mb", "0"]);
+    assert!(none.status.success(), "{}", stderr(&none));
+    assert_same_predictions(&d.join("default.csv"), &d.join("none.csv"));
+    let bad = predict(d, &model, &input, "bad.jsonl", &["--seeker-cache-mb", "lots"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--seeker-cache-mb"),
+        "{}",
+        stderr(&bad)
+    );
+}

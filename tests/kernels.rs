@@ -138,6 +138,7 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
         return; // no AVX2 and FMA: the transposed weight serves inference
     };
     assert_eq!((packed.out_dim(), packed.in_dim()), (48, 800));
+    assert_eq!(packed.unpack(), flat);
     for rows in (1..=13).chain([47, 49, 53, 100]) {
         let x = random(&[rows, 800], 9 + rows as u64);
         let a = kernels::linear_packed(&x, &packed, &b).unwrap();

@@ -141,6 +141,7 @@ fn score_with_model(
         leftover: Leftover::Replace,
         shard: None,
         on_error: OnError::Fail,
+        seeker_cache_bytes: crate::predict::DEFAULT_BUDGET_BYTES,
     };
     let mut pipeline = Pipeline::create(bundle.scorer(), Some(saved), spec, progress)?;
     let mut score = |pairs: &[Pair]| -> Result<Vec<Levels>, Error> {

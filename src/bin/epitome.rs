@@ -708,6 +708,12 @@ struct PredictArgs {
     on_error: OnError,
     #[command(flatten)]
     shard: ShardArg,
+    /// Megabytes of encoded seeker posts to keep, so that a post answered many times is
+    /// encoded once (the oldest leave first). More helps when replies to one post lie far
+    /// apart in the file, less keeps `predict` smaller; the results are the same whatever it
+    /// is. Default: 256.
+    #[arg(long, requires = "input", value_parser = clap::value_parser!(u32).range(0..=65536))]
+    seeker_cache_mb: Option<u32>,
     /// The seeker post of a single pair.
     #[arg(long, requires = "response")]
     seeker: Option<String>,
@@ -760,12 +766,13 @@ fn tune_runtime() {
     }
     // Every tensor op allocates its output; mimalloc by default hands freed pages back to the
     // kernel, which zeroes them again on the next allocation. Keeping them saved a further 8%.
-    // 15 is `mi_option_purge_delay` in mimalloc.h (libmimalloc-sys names 14 and 16, not 15);
     // -1 means never purge.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a plain integer option of the allocator this binary links; no pointers.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
+
+/// `mi_option_purge_delay` in mimalloc.h (libmimalloc-sys names 14 and 16, not 15).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// `--log`: a closed set, so that a mistyped level is an error naming the flag instead of a
 /// silent fallback.
@@ -1397,6 +1404,7 @@ fn predict(args: &PredictArgs) -> Result<()> {
             resume: args.resume,
             shard: args.shard.shard()?,
             on_error: args.on_error,
+            seeker_cache_mb: args.seeker_cache_mb.map(|mb| mb as usize),
         },
         &Bars::default(),
     )?;

@@ -41,13 +41,65 @@ pub const WEIGHT_INIT: Init = Init::Randn {
 /// Hugging Face's `nn.Linear` with bias: `x · Wᵀ + b` over the last dimension.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Tensor,
-    /// The weight laid out for inference, made on first use when it can never change (it is
-    /// not a trainable variable): a loaded model, or the frozen seeker encoder.
-    inference: Arc<OnceLock<Option<InferenceWeight>>>,
-    /// The weight quantized for int8 inference, made on first use under the same condition.
+    /// The weight quantized for int8 inference, made on first use when no gradient can reach
+    /// it.
     quantized: Arc<OnceLock<Option<QuantizedWeight>>>,
+}
+
+/// A linear layer's weight, (out, in) as Hugging Face stores it.
+#[derive(Clone, Debug)]
+enum Weight {
+    /// A trainable variable: the training kernels read it as stored.
+    Trainable(Tensor),
+    /// A weight that never changes (a loaded model, the frozen seeker encoder), laid out once
+    /// at load for the AVX2 kernel ([`kernels::packed`]). The stored tensor is not kept: a
+    /// loaded model held every weight twice, 85 MB for MiniLM's two encoders.
+    Packed(Arc<PackedWeight>),
+    /// The same, (in, out) row-major for `gemm`: without AVX2, or for outputs narrower than a
+    /// panel.
+    Transposed {
+        values: Arc<Vec<f32>>,
+        out: usize,
+        inp: usize,
+    },
+}
+
+impl Weight {
+    fn new(weight: Tensor) -> Result<Self> {
+        if weight.track_op() {
+            return Ok(Self::Trainable(weight));
+        }
+        let (out, inp) = weight.dims2()?;
+        let w = weight.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(p) = PackedWeight::pack(&w, out, inp) {
+            return Ok(Self::Packed(Arc::new(p)));
+        }
+        let values = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self::Transposed {
+            values: Arc::new(values),
+            out,
+            inp,
+        })
+    }
+
+    /// The weight as stored, (out, in).
+    fn tensor(&self) -> Result<Tensor> {
+        match self {
+            Self::Trainable(t) => Ok(t.clone()),
+            Self::Packed(p) => Tensor::from_vec(
+                p.unpack(),
+                (p.out_dim(), p.in_dim()),
+                &candle_core::Device::Cpu,
+            ),
+            Self::Transposed { values, out, inp } => {
+                Tensor::from_slice(values, (*inp, *out), &candle_core::Device::Cpu)?
+                    .t()?
+                    .contiguous()
+            }
+        }
+    }
 }
 
 impl Linear {
@@ -55,9 +107,8 @@ impl Linear {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", WEIGHT_INIT)?;
         let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
         Ok(Self {
-            weight,
+            weight: Weight::new(weight)?,
             bias,
-            inference: Arc::new(OnceLock::new()),
             quantized: Arc::new(OnceLock::new()),
         })
     }
@@ -74,59 +125,30 @@ impl Linear {
     }
 
     fn quantized(&self, x: &Tensor) -> Option<&QuantizedWeight> {
-        if x.track_op() || self.weight.track_op() || self.bias.track_op() {
+        if x.track_op() || self.bias.track_op() || matches!(self.weight, Weight::Trainable(_)) {
             return None;
         }
         self.quantized
             .get_or_init(|| {
-                let (out, inp) = self.weight.dims2().ok()?;
-                let w = self.weight.flatten_all().ok()?.to_vec1::<f32>().ok()?;
-                QuantizedWeight::quantize(&w, out, inp)
+                let w = self.weight.tensor().ok()?;
+                let (out, inp) = w.dims2().ok()?;
+                QuantizedWeight::quantize(&w.flatten_all().ok()?.to_vec1::<f32>().ok()?, out, inp)
             })
             .as_ref()
     }
-
-    fn inference(&self) -> Option<&InferenceWeight> {
-        if self.weight.track_op() || self.bias.track_op() {
-            return None;
-        }
-        self.inference
-            .get_or_init(|| {
-                let (out, inp) = self.weight.dims2().ok()?;
-                let w = self.weight.flatten_all().ok()?.to_vec1::<f32>().ok()?;
-                if let Some(p) = PackedWeight::pack(&w, out, inp) {
-                    return Some(InferenceWeight::Packed(p));
-                }
-                let t = self.weight.t().ok()?.contiguous().ok()?;
-                Some(InferenceWeight::Transposed(
-                    t.flatten_all().ok()?.to_vec1::<f32>().ok()?,
-                ))
-            })
-            .as_ref()
-    }
-}
-
-/// A weight that no gradient flows to, in the layout its inference product reads.
-#[derive(Debug)]
-enum InferenceWeight {
-    /// Panels for the AVX2 kernel ([`kernels::packed`]).
-    Packed(PackedWeight),
-    /// (in, out) row-major for `gemm`: without AVX2, or for outputs narrower than a panel.
-    Transposed(Vec<f32>),
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Nothing upstream needs a gradient: the product against the inference layout,
-        // which has none.
-        match self.inference() {
-            Some(InferenceWeight::Packed(p)) if !x.track_op() => {
-                kernels::linear_packed(x, p, &self.bias)
+        // With nothing upstream needing a gradient, a weight that has none takes its
+        // inference layout.
+        let inference = !x.track_op() && !self.bias.track_op();
+        match &self.weight {
+            Weight::Packed(p) if inference => kernels::linear_packed(x, p, &self.bias),
+            Weight::Transposed { values, .. } if inference => {
+                kernels::linear_transposed(x, values, &self.bias)
             }
-            Some(InferenceWeight::Transposed(wt)) if !x.track_op() => {
-                kernels::linear_transposed(x, wt, &self.bias)
-            }
-            _ => kernels::linear(x, &self.weight, &self.bias),
+            w => kernels::linear(x, &w.tensor()?, &self.bias),
         }
     }
 }

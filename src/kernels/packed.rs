@@ -54,6 +54,18 @@ impl PackedWeight {
         Some(Self { out, inp, data })
     }
 
+    /// The weight as it was given, (out, in).
+    pub fn unpack(&self) -> Vec<f32> {
+        let mut w = vec![0f32; self.out * self.inp];
+        for (c, row) in w.chunks_exact_mut(self.inp).enumerate() {
+            let panel = &self.data[(c / NR) * self.inp * NR..];
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = panel[k * NR + c % NR];
+            }
+        }
+        w
+    }
+
     pub fn in_dim(&self) -> usize {
         self.inp
     }

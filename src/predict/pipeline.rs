@@ -22,6 +22,8 @@ pub struct RunSpec {
     pub leftover: Leftover,
     pub shard: Option<Shard>,
     pub on_error: OnError,
+    /// Bytes of seeker states the run may keep ([`SeekerCache`]).
+    pub seeker_cache_bytes: usize,
 }
 
 /// What a run did.
@@ -64,7 +66,7 @@ impl<'a> Pipeline<'a> {
             writer,
             shard: spec.shard,
             on_error: spec.on_error,
-            seekers: SeekerCache::new(DEFAULT_BUDGET_BYTES),
+            seekers: SeekerCache::new(spec.seeker_cache_bytes),
             progress,
             scored: 0,
         })
@@ -257,6 +259,9 @@ pub struct FileRun {
     pub resume: bool,
     pub shard: Option<Shard>,
     pub on_error: OnError,
+    /// Megabytes of seeker states to keep; `None`: [`DEFAULT_BUDGET_BYTES`]. Results do not
+    /// depend on it, only speed and memory.
+    pub seeker_cache_mb: Option<usize>,
 }
 
 /// `epitome predict --input FILE [--output OUT]`: scores every pair of `input` (of one
@@ -291,6 +296,9 @@ pub fn predict_file(
         },
         shard: run.shard,
         on_error: run.on_error,
+        seeker_cache_bytes: run
+            .seeker_cache_mb
+            .map_or(DEFAULT_BUDGET_BYTES, |mb| mb << 20),
     };
     let reader = PairReader::open(input)?;
     let mut report = Pipeline::create(scorer, output, spec, progress)?.run(reader)?;

@@ -17,10 +17,12 @@ pub struct SeekerCache {
 }
 
 /// The default budget: about 2,700 posts of 64 tokens of MiniLM (98 KB each), 4,100 of the
-/// shared data's mean length (42 tokens). Posts recur far apart when a file is not sorted by thread, and a
-/// miss costs a seeker encoding, as much as the pair's own scoring: with 64 MB, a 100k-pair
-/// file of 2,752 distinct posts spread evenly re-encoded two posts in three. `predict` stays
-/// well under 1 GB with it (docs/PERFORMANCE.md).
+/// shared data's mean length (42 tokens). Posts recur far apart when a file is not sorted by
+/// thread, and a miss costs a seeker encoding, as much as the pair's own scoring: with 64 MB,
+/// a 100k-pair file of 2,752 distinct posts spread evenly re-encoded two posts in three.
+/// `predict` stays under 1 GB with it; `--seeker-cache-mb` sets it per run (with 0,
+/// `predict` on the 2,626 pairs of the ER file peaks at 448 MB instead of 577 MB;
+/// docs/PERFORMANCE.md).
 pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 
 impl SeekerCache {
