@@ -340,7 +340,13 @@ fn the_seeker_cache_budget_changes_no_prediction() {
     let none = predict(d, &model, &input, "none.csv", &["--seeker-cache-mb", "0"]);
     assert!(none.status.success(), "{}", stderr(&none));
     assert_same_predictions(&d.join("default.csv"), &d.join("none.csv"));
-    let bad = predict(d, &model, &input, "bad.jsonl", &["--seeker-cache-mb", "lots"]);
+    let bad = predict(
+        d,
+        &model,
+        &input,
+        "bad.jsonl",
+        &["--seeker-cache-mb", "lots"],
+    );
     assert!(!bad.status.success());
     assert!(
         stderr(&bad).contains("--seeker-cache-mb"),
