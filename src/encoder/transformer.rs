@@ -263,7 +263,7 @@ impl Encoder {
     /// between products, and a hand-off per product). Batch 32 × 64, interleaved on 2 cores:
     /// 460–487 ms → 403–414 ms (medians). Four or eight parts were slower (medians 425–454 and
     /// 471–488 ms against 391–432 for two, interleaved): every part streams all the weights.
-    /// Every row's arithmetic is the same either way.
+    /// Each row is computed as it would be alone, whatever the split.
     pub fn forward(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
         let rows = batch.lengths.len();
         if !mode.is_train() && rows >= 2 && rayon::current_num_threads() >= 2 {
