@@ -8,7 +8,7 @@
 //! pair sums saturate at ±32767, so weights use 7 bits (±63): 2 · 255 · 63 < 32767, the
 //! "reduce range" that ONNX Runtime recommends for AVX2 without VNNI.
 
-use super::{dispatch_simd, max, min, tensor, with_f32, with_last_dim, SharedMut};
+use super::{dispatch_simd, for_each_block, max, min, tensor, with_f32, with_last_dim, SharedMut};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -141,26 +141,12 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; rows * w.out];
     let panels = w.out.div_ceil(NR);
     let dst = SharedMut(y.as_mut_ptr());
-    // Split the larger of rows and panels between threads, as the f32 products do.
     let threads = rayon::current_num_threads().max(1);
-    let tiles = rows.div_ceil(MR);
-    if tiles >= panels {
-        let per = tiles.div_ceil(threads);
-        (0..tiles.div_ceil(per)).into_par_iter().for_each(|t| {
-            let r0 = t * per * MR;
-            let r1 = ((t + 1) * per * MR).min(rows);
-            // SAFETY: AVX2 was checked when `w` was quantized; part t writes rows r0..r1.
-            unsafe { block(w, &q, bias, r0..r1, 0..panels, dst.get()) };
-        });
-    } else {
-        let per = panels.div_ceil(threads);
-        (0..panels.div_ceil(per)).into_par_iter().for_each(|t| {
-            let p0 = t * per;
-            let p1 = ((t + 1) * per).min(panels);
-            // SAFETY: as above; part t writes the columns of panels p0..p1.
-            unsafe { block(w, &q, bias, 0..rows, p0..p1, dst.get()) };
-        });
-    }
+    for_each_block(rows, MR, panels, threads, |rows, panels| {
+        // SAFETY: AVX2 was checked when `w` was quantized; each block writes only its own
+        // rows and panels of y.
+        unsafe { block(w, &q, bias, rows, panels, dst.get()) }
+    });
     y
 }
 

@@ -269,6 +269,32 @@ pub fn join_single_threaded<RA: Send, RB: Send>(
     }
 }
 
+/// Runs `f(rows, panels)` in parallel over parts that together cover `rows` rows × `panels`
+/// panels of an output, cutting the larger of the two (rows counted in tiles of `mr`) into
+/// at most `parts` ranges: a 64-token sequence has fewer row tiles than a layer has panels,
+/// a batch more. Each call writes only its own block.
+pub(crate) fn for_each_block(
+    rows: usize,
+    mr: usize,
+    panels: usize,
+    parts: usize,
+    f: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
+    use rayon::prelude::*;
+    let tiles = rows.div_ceil(mr);
+    if tiles >= panels {
+        let per = tiles.div_ceil(parts).max(1);
+        (0..tiles.div_ceil(per))
+            .into_par_iter()
+            .for_each(|t| f(t * per * mr..((t + 1) * per * mr).min(rows), 0..panels));
+    } else {
+        let per = panels.div_ceil(parts).max(1);
+        (0..panels.div_ceil(per))
+            .into_par_iter()
+            .for_each(|t| f(0..rows, t * per..((t + 1) * per).min(panels)));
+    }
+}
+
 /// A pointer that rayon tasks may share when each writes a disjoint part of the buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub *mut f32);

@@ -9,9 +9,8 @@
 //! instead: panels of [`NR`] output columns, each k's 16 values contiguous, so the kernel
 //! streams a panel from start to end.
 
-use super::{tensor, with_f32, with_last_dim, SharedMut};
+use super::{for_each_block, tensor, with_f32, with_last_dim, SharedMut};
 use candle_core::{Result, Tensor};
-use rayon::prelude::*;
 
 /// Output columns per panel: two 8-lane registers.
 const NR: usize = 16;
@@ -98,27 +97,12 @@ fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut y: Vec<f32> = Vec::with_capacity(rows * w.out);
     let panels = w.out / NR;
     let dst = SharedMut(y.as_mut_ptr());
-    // The larger of rows and panels is split between threads, as the other products do.
     let parts = rayon::current_num_threads().max(1) * PARTS_PER_THREAD;
-    let tiles = rows.div_ceil(MR);
-    if tiles >= panels {
-        let per = tiles.div_ceil(parts).max(1);
-        (0..tiles.div_ceil(per)).into_par_iter().for_each(|t| {
-            let r0 = t * per * MR;
-            let r1 = ((t + 1) * per * MR).min(rows);
-            // SAFETY: AVX2 and FMA were checked when `w` was packed; part t writes only rows
-            // r0..r1 of y, which holds rows × out values.
-            unsafe { block(w, x, bias, r0..r1, 0..panels, dst.get()) };
-        });
-    } else {
-        let per = panels.div_ceil(parts).max(1);
-        (0..panels.div_ceil(per)).into_par_iter().for_each(|t| {
-            let p0 = t * per;
-            let p1 = ((t + 1) * per).min(panels);
-            // SAFETY: as above; part t writes only the columns of panels p0..p1.
-            unsafe { block(w, x, bias, 0..rows, p0..p1, dst.get()) };
-        });
-    }
+    for_each_block(rows, MR, panels, parts, |rows, panels| {
+        // SAFETY: AVX2 and FMA were checked when `w` was packed; each block writes only its
+        // own rows and panels of y, which holds rows × out values.
+        unsafe { block(w, x, bias, rows, panels, dst.get()) }
+    });
     // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
     unsafe { y.set_len(rows * w.out) };
     y
