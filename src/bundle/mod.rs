@@ -19,7 +19,8 @@ pub use shipped::{install as install_shipped, shipped_info, ModelSource};
 use crate::data::{LoadReport, Split};
 use crate::digest::{sha256_bytes, sha256_file};
 use crate::encoder::{
-    EncoderConfig, EncoderError, PretrainedEncoder, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+    EncoderConfig, EncoderError, PretrainedEncoder, SafetensorsFile, StoredAt, StoredTensors,
+    CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 use crate::model::params::ParamSource;
 use crate::model::{without_backtrace, BiEncoder, ModelConfig, SEEKER_PREFIX};
@@ -327,21 +328,23 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedBundle, BundleError> {
         }
     }
     let encoder = PretrainedEncoder::open(&dir.join(ENCODER_DIR))?;
-    let pretrained = encoder.load_tensors(device)?;
+    // Tensors are read as the layers ask for them, never whole files at once (see
+    // `StoredTensors`); f16 tensors (the shipped model's) become f32 as they are read.
+    let (pretrained_file, pretrained) = encoder.stored_tensors()?;
     let weights_path = dir.join(FINE_TUNED_FILE);
-    let fine_tuned = candle_core::safetensors::load(&weights_path, device).map_err(|e| {
-        BundleError::Invalid {
+    let fine_tuned_file =
+        SafetensorsFile::open(&weights_path).map_err(|e| BundleError::Invalid {
             path: weights_path.clone(),
             message: format!("cannot read the weights: {e}"),
-        }
-    })?;
-    // Weights may be stored in f16 (the shipped model is); the model computes in f32.
-    let fine_tuned = fine_tuned
+        })?;
+    let fine_tuned_names: Vec<String> = fine_tuned_file.names().map(str::to_owned).collect();
+    let files = vec![pretrained_file, fine_tuned_file];
+    let pretrained = pretrained
         .into_iter()
-        .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
-        .collect::<Result<HashMap<_, _>, candle_core::Error>>()?;
-    let fine_tuned_names: Vec<String> = fine_tuned.keys().cloned().collect();
-    let tensors = assemble(&info.model, pretrained, fine_tuned);
+        .map(|(model_name, name)| (model_name, StoredAt { file: 0, name }))
+        .collect();
+    let fine_tuned = StoredTensors::names_in(&files, 1);
+    let tensors = StoredTensors::new(files, assemble(&info.model, pretrained, fine_tuned));
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(device), &encoder.config, &info.model)?;
     let missing = source.missing();
@@ -391,12 +394,13 @@ pub fn export(
 }
 
 /// The model's full tensor map: the pretrained encoder as seeker and as the starting point of
-/// every responder, overlaid with the fine-tuned tensors. Tensors are shared, not copied.
-pub fn assemble(
+/// every responder, overlaid with the fine-tuned tensors. Tensors (or where they are stored)
+/// are shared, not copied.
+pub fn assemble<T: Clone>(
     model: &ModelConfig,
-    pretrained: HashMap<String, Tensor>,
-    fine_tuned: HashMap<String, Tensor>,
-) -> HashMap<String, Tensor> {
+    pretrained: HashMap<String, T>,
+    fine_tuned: HashMap<String, T>,
+) -> HashMap<String, T> {
     let mut out = HashMap::new();
     let mut prefixes = model.responder_prefixes();
     prefixes.push(SEEKER_PREFIX.to_owned());

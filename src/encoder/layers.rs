@@ -72,8 +72,11 @@ impl Weight {
             return Ok(Self::Trainable(weight));
         }
         let (out, inp) = weight.dims2()?;
-        let w = weight.flatten_all()?.to_vec1::<f32>()?;
-        if let Some(p) = PackedWeight::pack(&w, out, inp) {
+        // Packed from the tensor's own storage: a copy beside it would be one more buffer
+        // of each weight's size for the allocator to keep.
+        let weight = weight.to_dtype(candle_core::DType::F32)?;
+        if let Some(p) = kernels::with_f32(&weight, "linear", |w| PackedWeight::pack(w, out, inp))?
+        {
             return Ok(Self::Packed(Arc::new(p)));
         }
         let values = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;

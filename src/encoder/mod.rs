@@ -4,9 +4,11 @@
 mod config;
 pub mod fetch;
 pub mod layers;
+pub mod stored;
 mod transformer;
 
 pub use config::{Activation, EncoderConfig, Family};
+pub use stored::{SafetensorsFile, StoredAt, StoredTensors};
 pub use transformer::{Encoder, TokenBatch};
 
 use crate::text::{TextEncoder, TextError};
@@ -117,15 +119,37 @@ impl PretrainedEncoder {
                 path: path.clone(),
                 message: format!("cannot read the weights: {e}"),
             })?;
-        strip_prefix(all).ok_or_else(|| EncoderError::Invalid {
-            path,
-            message: "no tensor named *embeddings.word_embeddings.weight: not a BERT or RoBERTa checkpoint".into(),
-        })
+        strip_prefix(all).ok_or_else(|| not_a_checkpoint(path))
+    }
+
+    /// Where the encoder's tensors are stored, named as [`Self::load_tensors`] names them;
+    /// only the file's header is read.
+    pub fn stored_tensors(
+        &self,
+    ) -> Result<(SafetensorsFile, HashMap<String, String>), EncoderError> {
+        let path = self.weights_path();
+        let file = SafetensorsFile::open(&path).map_err(|e| EncoderError::Invalid {
+            path: path.clone(),
+            message: format!("cannot read the weights: {e}"),
+        })?;
+        let names = file.names().map(|n| (n.to_owned(), n.to_owned())).collect();
+        let names = strip_prefix(names).ok_or_else(|| not_a_checkpoint(path))?;
+        Ok((file, names))
     }
 }
 
-/// Finds the prefix in front of `embeddings.word_embeddings.weight` and keeps the tensors under it.
-pub fn strip_prefix(all: HashMap<String, Tensor>) -> Option<HashMap<String, Tensor>> {
+fn not_a_checkpoint(path: PathBuf) -> EncoderError {
+    EncoderError::Invalid {
+        path,
+        message:
+            "no tensor named *embeddings.word_embeddings.weight: not a BERT or RoBERTa checkpoint"
+                .into(),
+    }
+}
+
+/// Finds the prefix in front of `embeddings.word_embeddings.weight` and keeps the tensors
+/// (or where they are stored) under it.
+pub fn strip_prefix<T>(all: HashMap<String, T>) -> Option<HashMap<String, T>> {
     const ANCHOR: &str = "embeddings.word_embeddings.weight";
     let prefix = all
         .keys()

@@ -256,14 +256,20 @@ pub fn join_single_threaded<RA: Send, RB: Send>(
     b: impl FnOnce() -> RB + Send,
 ) -> (RA, RB) {
     match single_threaded_pools() {
-        Some([pa, pb]) => std::thread::scope(|scope| {
-            let ha = scope.spawn(|| pa.install(a));
-            let rb = pb.install(b);
-            (
-                ha.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                rb,
-            )
-        }),
+        // `a` is queued on pool A's thread while this thread waits for `b` on pool B's: no
+        // thread is started per call (a thread per call, thousands in a `predict` run, left
+        // its allocator pages behind at every exit).
+        Some([pa, pb]) => {
+            let mut ra = None;
+            let rb = pa.in_place_scope(|scope| {
+                scope.spawn(|_| ra = Some(a()));
+                pb.install(b)
+            });
+            match ra {
+                Some(ra) => (ra, rb),
+                None => unreachable!("the scope returns only after its spawned job ran"),
+            }
+        }
         // No thread could be started: run one after the other, multi-threaded.
         None => (a(), b()),
     }

@@ -6,6 +6,7 @@
 //! should exist but does not is recorded, so that the error lists all of them at once instead of
 //! the first, and nothing is silently initialised.
 
+use crate::encoder::StoredTensors;
 use crate::rng::SplitMix64;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
@@ -38,8 +39,43 @@ impl TrainPolicy {
     }
 }
 
+/// The tensors a model is built from: held in memory (a training run's starting point), or
+/// read from files as each layer asks (a loaded model, [`StoredTensors`]).
+pub enum Tensors {
+    Memory(HashMap<String, Tensor>),
+    Stored(StoredTensors),
+}
+
+impl Tensors {
+    fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        match self {
+            Self::Memory(m) => Ok(m.get(name).cloned()),
+            Self::Stored(s) => s.get(name),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Memory(m) => m.contains_key(name),
+            Self::Stored(s) => s.contains(name),
+        }
+    }
+}
+
+impl From<HashMap<String, Tensor>> for Tensors {
+    fn from(m: HashMap<String, Tensor>) -> Self {
+        Self::Memory(m)
+    }
+}
+
+impl From<StoredTensors> for Tensors {
+    fn from(s: StoredTensors) -> Self {
+        Self::Stored(s)
+    }
+}
+
 pub struct ParamSource {
-    tensors: HashMap<String, Tensor>,
+    tensors: Tensors,
     train: Option<TrainPolicy>,
     missing: Mutex<Vec<String>>,
     requested: Mutex<HashSet<String>>,
@@ -49,9 +85,9 @@ struct Backend(Arc<ParamSource>);
 
 impl ParamSource {
     /// Strict loading: every requested tensor must be in `tensors`.
-    pub fn load(tensors: HashMap<String, Tensor>) -> Arc<Self> {
+    pub fn load(tensors: impl Into<Tensors>) -> Arc<Self> {
         Arc::new(Self {
-            tensors,
+            tensors: tensors.into(),
             train: None,
             missing: Mutex::new(Vec::new()),
             requested: Mutex::new(HashSet::new()),
@@ -60,7 +96,7 @@ impl ParamSource {
 
     pub fn train(tensors: HashMap<String, Tensor>, policy: TrainPolicy) -> Arc<Self> {
         Arc::new(Self {
-            tensors,
+            tensors: tensors.into(),
             train: Some(policy),
             missing: Mutex::new(Vec::new()),
             requested: Mutex::new(HashSet::new()),
@@ -150,7 +186,7 @@ impl candle_nn::var_builder::SimpleBackend for Backend {
                 return Ok(var.as_tensor().clone());
             }
         }
-        if let Some(t) = src.tensors.get(name) {
+        if let Some(t) = src.tensors.get(name)? {
             if t.shape() != &shape {
                 candle_core::bail!(
                     "tensor {name} has shape {:?}, the model expects {:?}",
@@ -182,13 +218,13 @@ impl candle_nn::var_builder::SimpleBackend for Backend {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> Result<Tensor> {
-        match self.0.tensors.get(name) {
+        match self.0.tensors.get(name)? {
             Some(t) => t.to_dtype(dtype)?.to_device(dev),
             None => candle_core::bail!("no tensor named {name}"),
         }
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.tensors.contains_key(name)
+        self.0.tensors.contains(name)
     }
 }

@@ -1,6 +1,7 @@
 //! Batched inference: tokenized pairs in, levels, probabilities and rationale tokens out.
 
 use super::seeker_cache::SeekerCache;
+use super::BATCH;
 use crate::encoder::layers::Mode;
 use crate::encoder::TokenBatch;
 use crate::kernels;
@@ -187,10 +188,13 @@ impl Scorer<'_> {
         let groups: Vec<Vec<&Encoded>> = by_len.into_values().collect();
         let encode = |groups: &[Vec<&Encoded>]| -> Result<Vec<(Vec<u32>, Tensor)>> {
             let mut states = Vec::new();
-            for group in groups {
-                let batch = padded_batch_of(group, self.pad_id, None, self.device)?;
+            // At most a batch's rows at a time: a chunk's truncated posts all have the maximum
+            // length, and one group of a hundred of them held 60 MB in each feed-forward
+            // product, a peak the allocator keeps.
+            for rows in groups.iter().flat_map(|g| g.chunks(BATCH)) {
+                let batch = padded_batch_of(rows, self.pad_id, None, self.device)?;
                 let encoded = self.model.encode_seekers(&batch)?;
-                for (k, s) in group.iter().enumerate() {
+                for (k, s) in rows.iter().enumerate() {
                     states.push((s.ids.clone(), encoded.get(k)?.contiguous()?));
                 }
             }
@@ -227,8 +231,13 @@ impl Scorer<'_> {
         }
         // In encoding order, so that which posts the cache evicts first, and so which later
         // lookups hit, is the same in every run.
+        let mut uses: std::collections::HashMap<&[u32], usize> = Default::default();
+        for s in seekers {
+            *uses.entry(s.ids.as_slice()).or_default() += 1;
+        }
         for (ids, state) in fresh {
-            cache.insert(ids, state);
+            let n = uses.get(ids.as_slice()).copied().unwrap_or(1);
+            cache.insert(ids, state, n)?;
         }
         rows.into_iter()
             .map(|r| {
