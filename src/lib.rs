@@ -6,7 +6,6 @@
 //! [`train`]/[`metrics`]/[`predict`] → [`serve`]/[`analyze`], with [`bundle`] as the on-disk
 //! model.
 
-pub mod allocator;
 pub mod analyze;
 pub mod atomic;
 pub mod bench;

@@ -1652,4 +1652,4 @@ mod tests {
 }
 
 #[global_allocator]
-static ALLOCATOR: epitome::allocator::SplitAllocator = epitome::allocator::SplitAllocator;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
