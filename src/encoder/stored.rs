@@ -31,8 +31,9 @@ impl SafetensorsFile {
     /// only the header's pages; tensor bytes are read later with plain reads.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = File::open(path)?;
-        // SAFETY: the mapping is read-only, private to this function, and dropped before it
-        // returns; a file changed underneath would make the header check fail, not crash.
+        // SAFETY: the mapping is read-only and private to this function, dropped before it
+        // returns, and only read as a byte slice by the header check; the bundle's files were
+        // hash-checked just before (a file cut short while mapped would fault, as any mapping).
         let map = unsafe { memmap2::Mmap::map(&file)? };
         let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;

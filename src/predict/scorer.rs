@@ -188,9 +188,9 @@ impl Scorer<'_> {
         let groups: Vec<Vec<&Encoded>> = by_len.into_values().collect();
         let encode = |groups: &[Vec<&Encoded>]| -> Result<Vec<(Vec<u32>, Tensor)>> {
             let mut states = Vec::new();
-            // At most a batch's rows at a time: a chunk's truncated posts all have the maximum
-            // length, and one group of a hundred of them held 60 MB in each feed-forward
-            // product, a peak the allocator keeps.
+            // At most a batch's rows at a time, so that one encoding's memory is bounded
+            // whatever the chunk holds: its truncated posts all have the maximum length, and a
+            // group of a hundred of them is 60 MB in each feed-forward product.
             for rows in groups.iter().flat_map(|g| g.chunks(BATCH)) {
                 let batch = padded_batch_of(rows, self.pad_id, None, self.device)?;
                 let encoded = self.model.encode_seekers(&batch)?;
