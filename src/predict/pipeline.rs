@@ -2,13 +2,17 @@
 //! time, so memory stays bounded for any input. `epitome predict`, `analyze --model` and batch
 //! scoring all go through [`Pipeline`].
 
-use super::seeker_cache::{SeekerCache, DEFAULT_BUDGET_BYTES};
+use super::seeker_cache::{post_key, SeekerCache, DEFAULT_BUDGET_BYTES};
 use super::shard::Shard;
 use super::working::{Leftover, RunIdentity, WorkingFileError};
 use super::{predict_pairs_cached, OutputFormat, PairPrediction, PredictionWriter, Scorer};
 use crate::data::{DataError, OnError, Pair, PairReader};
 use crate::progress::{Progress, Unit};
+use crate::text::TextEncoder;
 use crate::Error;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// Pairs read and scored per round: bounds memory for any input size.
@@ -70,6 +74,12 @@ impl<'a> Pipeline<'a> {
             progress,
             scored: 0,
         })
+    }
+
+    /// Tells the seeker cache how often each post will be used from now on
+    /// ([`SeekerCache::expect`]): it then keeps exactly the posts with uses to come.
+    pub fn expect_seekers(&mut self, uses: HashMap<u64, u32>) {
+        self.seekers.expect(uses);
     }
 
     /// Scores one chunk, writes it, and returns its predictions in input order.
@@ -205,6 +215,48 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// Uses of each seeker post among the pairs of `shard`, by the [`post_key`] of its tokens.
+/// Each distinct text is tokenized once (two maps of 8-byte keys: about 50 MB for a million
+/// distinct posts, against the hours such a file takes to score). Bad rows are skipped here:
+/// the run reports them. A resumed run counts the pairs it reads past too, so their posts may
+/// stay cached longer than needed, within the budget.
+fn count_seeker_uses(
+    pairs: PairReader,
+    shard: Option<Shard>,
+    text: &TextEncoder,
+    progress: &dyn Progress,
+) -> HashMap<u64, u32> {
+    progress.begin("counting seeker posts", None, Unit::Pairs);
+    let mut keys: HashMap<u64, u64> = HashMap::new();
+    let mut uses: HashMap<u64, u32> = HashMap::new();
+    for pair in pairs.flatten() {
+        progress.advance(1);
+        if shard.is_some_and(|s| !s.contains(&pair.id)) {
+            continue;
+        }
+        let text_key = {
+            let mut h = DefaultHasher::new();
+            pair.seeker_post.hash(&mut h);
+            h.finish()
+        };
+        let key = match keys.get(&text_key) {
+            Some(&k) => k,
+            None => {
+                // A post the tokenizer refuses is refused again, with its line, by the run.
+                let Ok(encoded) = text.encode(&pair.seeker_post) else {
+                    continue;
+                };
+                let k = post_key(&encoded.ids);
+                keys.insert(text_key, k);
+                k
+            }
+        };
+        *uses.entry(key).or_default() += 1;
+    }
+    progress.end();
+    uses
+}
+
 /// Whether `output` names the file `input` (through links or `..` too): writing there would
 /// replace the pairs being read.
 pub fn same_file(input: &Path, output: &Path) -> bool {
@@ -300,8 +352,22 @@ pub fn predict_file(
             .seeker_cache_mb
             .map_or(DEFAULT_BUDGET_BYTES, |mb| mb << 20),
     };
+    // Both readers open before the pipeline makes its working file, so that an input that
+    // cannot be read leaves nothing behind.
     let reader = PairReader::open(input)?;
-    let mut report = Pipeline::create(scorer, output, spec, progress)?.run(reader)?;
+    // A file can be read twice: counting its seeker posts first lets the cache keep exactly
+    // the posts that come again (a stream gets the cache's rule of thumb instead).
+    let counting = if std::fs::metadata(input).is_ok_and(|m| m.is_file()) {
+        Some(PairReader::open(input)?)
+    } else {
+        None
+    };
+    let text = scorer.text;
+    let mut pipeline = Pipeline::create(scorer, output, spec, progress)?;
+    if let Some(pairs) = counting {
+        pipeline.expect_seekers(count_seeker_uses(pairs, run.shard, text, progress));
+    }
+    let mut report = pipeline.run(reader)?;
     if let (Some(out), true) = (output, report.skipped > 0) {
         let name = out
             .file_name()
