@@ -94,8 +94,9 @@ impl SeekerCache {
         }
     }
 
-    /// Offers the states of a post just encoded for `uses` pairs: kept if the post recurs
-    /// (`uses` > 1, or seen before), else only its sighting is remembered.
+    /// Offers the states of a post just encoded for `uses` pairs of its chunk. With counted
+    /// uses, kept if uses are still to come; without, kept if the post recurs (`uses` > 1, or
+    /// seen before), else only its sighting is remembered.
     pub fn insert(&mut self, ids: Vec<u32>, states: Tensor, uses: usize) -> Result<()> {
         let size = states.elem_count() * states.dtype().size_in_bytes();
         if size > self.budget || self.states.contains_key(&ids) {
@@ -107,7 +108,9 @@ impl SeekerCache {
                 return Ok(());
             }
         } else if uses < 2 && !self.seen.remove(&key) {
-            if self.seen.len() == SEEN_MAX {
+            // The order also holds posts kept since (removed from the set): bounding it
+            // bounds both.
+            if self.seen_order.len() >= SEEN_MAX {
                 if let Some(old) = self.seen_order.pop_front() {
                     self.seen.remove(&old);
                 }
