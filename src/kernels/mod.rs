@@ -88,6 +88,14 @@ pub(crate) fn with_last_dim(dims: &[usize], last: usize) -> Vec<usize> {
     shape
 }
 
+/// An f32 view (a row of a batch, say) copied into storage of its own, element by element:
+/// candle's `copy` of a view clones the whole storage beneath it, so a kept row would keep
+/// its whole batch alive.
+pub fn own_storage(view: &Tensor) -> Result<Tensor> {
+    let values = view.flatten_all()?.to_vec1::<f32>()?;
+    Tensor::from_vec(values, view.shape(), view.device())
+}
+
 /// A new f32 tensor of `shape` on the CPU.
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(values, shape.into(), &candle_core::Device::Cpu)

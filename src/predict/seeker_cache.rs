@@ -120,13 +120,8 @@ impl SeekerCache {
             return Ok(());
         }
         // A row of an encoded batch is a view of the whole batch's storage, which it would
-        // keep alive; copied out element by element (candle's `copy` of a view clones the
-        // whole storage beneath it).
-        let states = Tensor::from_vec(
-            states.flatten_all()?.to_vec1::<f32>()?,
-            states.shape(),
-            states.device(),
-        )?;
+        // keep alive.
+        let states = crate::kernels::own_storage(&states)?;
         while self.bytes + size > self.budget {
             let Some(old) = self.order.pop_front() else {
                 break;

@@ -13,6 +13,7 @@ use crate::encoder::layers::Mode;
 use crate::encoder::{PretrainedEncoder, TokenBatch};
 use crate::evaluate::{evaluate, EvalReport};
 use crate::features::{featurize, Features};
+use crate::kernels;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::model::loss::{one_hot, weighted_cross_entropy};
 use crate::model::params::{ParamSource, TrainPolicy};
@@ -277,12 +278,10 @@ impl Trainer {
             let states = self.model.encode_seekers(&batch)?;
             for (row, &i) in chunk.iter().enumerate() {
                 let len = features[i].seeker.len();
-                // Copied out element by element: candle's `copy` of a view clones the
-                // whole storage beneath it, so each pair kept the batch's 64 rows of states
-                // (3.9 MB a pair, 10 GB for the Reddit data).
-                let own = states.get(row)?.narrow(0, 0, len)?;
-                let values = own.flatten_all()?.to_vec1::<f32>()?;
-                out[i] = Some(Tensor::from_vec(values, own.shape(), &self.device)?);
+                // In storage of its own: as a view, each pair kept the batch's 64 rows of
+                // states (3.9 MB a pair, 10 GB for the Reddit data).
+                let row = states.get(row)?.narrow(0, 0, len)?;
+                out[i] = Some(kernels::own_storage(&row)?);
             }
             on_batch(chunk.len());
         }
