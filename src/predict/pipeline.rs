@@ -2,7 +2,7 @@
 //! time, so memory stays bounded for any input. `epitome predict`, `analyze --model` and batch
 //! scoring all go through [`Pipeline`].
 
-use super::seeker_cache::{post_key, SeekerCache, DEFAULT_BUDGET_BYTES};
+use super::seeker_cache::{key_of, post_key, SeekerCache, DEFAULT_BUDGET_BYTES};
 use super::shard::Shard;
 use super::working::{Leftover, RunIdentity, WorkingFileError};
 use super::{predict_pairs_cached, OutputFormat, PairPrediction, PredictionWriter, Scorer};
@@ -10,9 +10,7 @@ use crate::data::{DataError, OnError, Pair, PairReader};
 use crate::progress::{Progress, Unit};
 use crate::text::TextEncoder;
 use crate::Error;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// Pairs read and scored per round: bounds memory for any input size.
@@ -234,11 +232,7 @@ fn count_seeker_uses(
         if shard.is_some_and(|s| !s.contains(&pair.id)) {
             continue;
         }
-        let text_key = {
-            let mut h = DefaultHasher::new();
-            pair.seeker_post.hash(&mut h);
-            h.finish()
-        };
+        let text_key = key_of(pair.seeker_post.as_str());
         let key = match keys.get(&text_key) {
             Some(&k) => k,
             None => {

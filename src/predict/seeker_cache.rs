@@ -145,8 +145,13 @@ impl SeekerCache {
 /// What the cache's counts know a post by: a hash of its token ids. A collision can only keep
 /// a post that is not needed, or encode one again; the states are looked up by the ids.
 pub fn post_key(ids: &[u32]) -> u64 {
+    key_of(ids)
+}
+
+/// A 64-bit hash of `value`, the same in every run (std's hasher with its fixed keys).
+pub(crate) fn key_of<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut h = DefaultHasher::new();
-    ids.hash(&mut h);
+    value.hash(&mut h);
     h.finish()
 }
 
