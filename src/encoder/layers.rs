@@ -74,7 +74,6 @@ impl Weight {
         let (out, inp) = weight.dims2()?;
         // Packed from the tensor's own storage: a copy beside it would be one more buffer
         // of each weight's size for the allocator to keep.
-        let weight = weight.to_dtype(candle_core::DType::F32)?;
         if let Some(p) = kernels::with_f32(&weight, "linear", |w| PackedWeight::pack(w, out, inp))?
         {
             return Ok(Self::Packed(Arc::new(p)));
