@@ -129,8 +129,8 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
     // Widths that are not multiples of a panel are refused (gemm serves them).
     assert!(kernels::PackedWeight::pack(&[0.0; 40 * 3], 40, 3).is_none());
     // 800 inputs take three passes over k (384 at a time), the last one partial; the row
-    // counts leave every tile height from 1 to 6 at the end of a 48-row block, and 100 rows
-    // split between threads by rows, 1 to 13 by panels.
+    // counts leave every tile height from 1 to 6 at the end of a 96-row block, 200 rows
+    // split between threads by rows, 1 to 13 by panels; on one thread, nothing is split.
     let w = random(&[48, 800], 7);
     let b = random(&[48], 8);
     let flat: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
@@ -139,13 +139,21 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
     };
     assert_eq!((packed.out_dim(), packed.in_dim()), (48, 800));
     assert_eq!(packed.unpack(), flat);
-    for rows in (1..=13).chain([47, 49, 53, 100]) {
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for rows in (1..=13).chain([47, 49, 53, 95, 97, 100, 200]) {
         let x = random(&[rows, 800], 9 + rows as u64);
-        let a = kernels::linear_packed(&x, &packed, &b).unwrap();
         let r = kernels::linear(&x, &w, &b).unwrap();
-        assert_eq!(a.dims(), r.dims());
-        let d = max_diff(&a, &r);
-        assert!(d < 1e-4, "{rows} rows: the packed product differs by {d}");
+        for a in [
+            kernels::linear_packed(&x, &packed, &b).unwrap(),
+            one_thread.install(|| kernels::linear_packed(&x, &packed, &b).unwrap()),
+        ] {
+            assert_eq!(a.dims(), r.dims());
+            let d = max_diff(&a, &r);
+            assert!(d < 1e-4, "{rows} rows: the packed product differs by {d}");
+        }
     }
     let wrong = random(&[2, 799], 30);
     assert!(kernels::linear_packed(&wrong, &packed, &b).is_err());

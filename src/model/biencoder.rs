@@ -87,25 +87,54 @@ impl CrossAttention {
         })
     }
 
+    /// Keys and values over the seeker tokens.
+    fn keys(&self, seeker: &Tensor) -> Result<Keys> {
+        Ok(Keys {
+            k: self.k.forward(seeker)?,
+            v: self.v.forward(seeker)?,
+        })
+    }
+
     /// `seeker_lengths`: the seeker tokens each response row may attend to.
-    fn forward(
+    fn attend(
         &self,
-        response: &Tensor,
-        seeker: &Tensor,
+        queries: &Tensor,
+        keys: &Keys,
         seeker_lengths: &[usize],
         dropout: Dropout,
         mode: Mode,
     ) -> Result<Tensor> {
         let context = kernels::attention(
-            &self.q.forward(response)?,
-            &self.k.forward(seeker)?,
-            &self.v.forward(seeker)?,
+            queries,
+            &keys.k,
+            &keys.v,
             1,
             seeker_lengths,
             dropout.attention(mode),
         )?;
         self.out.forward(&context)
     }
+}
+
+/// One mechanism's cross-attention keys and values, (batch, seeker tokens, hidden) each.
+struct Keys {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// What the heads need from the seeker encoder: every mechanism's keys and values, and how
+/// many seeker tokens each row may attend to. Computing it needs only the seeker states, so
+/// the serving path computes it on the seeker encoder's thread while the responder runs.
+pub struct SeekerSide {
+    keys: Vec<Keys>,
+    lengths: Vec<usize>,
+}
+
+/// What the heads need from the responder encoder(s): their states and every mechanism's
+/// queries, which likewise need nothing of the seeker.
+pub struct ResponseSide {
+    states: Vec<Tensor>,
+    queries: Vec<Tensor>,
 }
 
 struct MechanismLayers {
@@ -240,8 +269,14 @@ impl BiEncoder {
         responses: &[Tensor],
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
-        let _enter = self.span.enter();
-        let seeker_lengths: Vec<usize> = if self.config.mask_seeker_padding {
+        let seeker = self.seeker_side(seeker_states, seeker_mask)?;
+        let response = self.response_side(responses.to_vec())?;
+        self.heads_of(&seeker, &response, mode)
+    }
+
+    /// The seeker's part of the heads (see [`SeekerSide`]).
+    pub fn seeker_side(&self, seeker_states: &Tensor, seeker_mask: &Tensor) -> Result<SeekerSide> {
+        let lengths: Vec<usize> = if self.config.mask_seeker_padding {
             seeker_mask
                 .sum(1)?
                 .to_vec1::<f32>()?
@@ -251,13 +286,40 @@ impl BiEncoder {
         } else {
             vec![seeker_states.dim(1)?; seeker_states.dim(0)?]
         };
+        let keys = self
+            .mechanisms
+            .iter()
+            .map(|m| m.attention.keys(seeker_states))
+            .collect::<Result<_>>()?;
+        Ok(SeekerSide { keys, lengths })
+    }
+
+    /// The responder's part of the heads (see [`ResponseSide`]), from `encode_responses`.
+    pub fn response_side(&self, states: Vec<Tensor>) -> Result<ResponseSide> {
+        let queries = self
+            .mechanisms
+            .iter()
+            .map(|m| m.attention.q.forward(&states[m.responder]))
+            .collect::<Result<_>>()?;
+        Ok(ResponseSide { states, queries })
+    }
+
+    /// The per-mechanism layers, from both encoders' parts.
+    pub fn heads_of(
+        &self,
+        seeker: &SeekerSide,
+        response: &ResponseSide,
+        mode: Mode,
+    ) -> Result<Vec<MechanismLogits>> {
+        let _enter = self.span.enter();
         self.mechanisms
             .iter()
-            .map(|m| {
-                let hr = &responses[m.responder];
+            .zip(seeker.keys.iter().zip(&response.queries))
+            .map(|(m, (keys, queries))| {
+                let hr = &response.states[m.responder];
                 let attended =
                     m.attention
-                        .forward(hr, seeker_states, &seeker_lengths, self.dropout, mode)?;
+                        .attend(queries, keys, &seeker.lengths, self.dropout, mode)?;
                 let hr = (hr + self.dropout.forward(&attended, mode)?)?;
                 let first = hr.i((.., 0, ..))?;
                 let x = self.dropout.forward(&first, mode)?;

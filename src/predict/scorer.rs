@@ -53,20 +53,21 @@ impl Scorer<'_> {
         // The seeker and responder encoders are independent. A small batch leaves a core idle
         // inside each matrix product, so the two run side by side, each single-threaded; a
         // large batch keeps both cores busy already.
-        let (states, response_states) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
-            kernels::join_single_threaded(
-                || self.model.encode_seekers(&seeker_batch),
-                || self.model.encode_responses(&response_batch, Mode::Infer),
-            )
-        } else {
-            (
-                self.model.encode_seekers(&seeker_batch),
-                self.model.encode_responses(&response_batch, Mode::Infer),
-            )
+        // Each side carries on into its part of the heads, which needs nothing of the other.
+        let seeker_side = || {
+            let states = self.model.encode_seekers(&seeker_batch)?;
+            self.model.seeker_side(&states, &seeker_batch.mask)
         };
-        let logits =
-            self.model
-                .heads(&states?, &seeker_batch.mask, &response_states?, Mode::Infer)?;
+        let response_side = || {
+            let states = self.model.encode_responses(&response_batch, Mode::Infer)?;
+            self.model.response_side(states)
+        };
+        let (seeker, response) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
+            kernels::join_single_threaded(seeker_side, response_side)
+        } else {
+            (seeker_side(), response_side())
+        };
+        let logits = self.model.heads_of(&seeker?, &response?, Mode::Infer)?;
         self.scores(&logits, responses)
     }
 
