@@ -82,6 +82,9 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
         }
 
         let before = trainer.snapshot().unwrap();
+        // A snapshot is plain values: a model built from it (`epitome bench`, a saved
+        // bundle) must take the inference products, not the training ones.
+        assert!(before.values().all(|t| !t.track_op()));
         trainer.step(&refs, &state_refs).unwrap();
         let after = trainer.snapshot().unwrap();
         for name in &names {

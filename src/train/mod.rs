@@ -131,7 +131,10 @@ impl Trainer {
     pub fn snapshot(&self) -> Result<HashMap<String, Tensor>, Error> {
         self.names
             .iter()
-            .map(|n| Ok((n.clone(), var(&self.varmap, n).as_tensor().copy()?)))
+            // Detached first: a copy of a variable records the copy for backprop, so the
+            // snapshot would still count as trainable (and `epitome bench` scored with it
+            // through the training products instead of the inference ones).
+            .map(|n| Ok((n.clone(), var(&self.varmap, n).as_tensor().detach().copy()?)))
             .collect()
     }
 
