@@ -110,14 +110,20 @@ fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     for_each_block(rows, MR, panels, parts, |rows, panels| {
         // SAFETY: AVX2 and FMA were checked when `w` was packed; each block writes only its
         // own rows and panels of y, which holds rows × out values.
-        unsafe { block(w, x, bias, rows, panels, dst.get()) }
+        TILES.with_borrow_mut(|tiles| unsafe { block(w, x, bias, rows, panels, dst.get(), tiles) })
     });
     // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
     unsafe { y.set_len(rows * w.out) };
     y
 }
 
-/// Rows `rows` × panels `panels` of the output.
+thread_local! {
+    /// Each thread's packed input tiles, kept between products: zeroing a fresh buffer for
+    /// every product was 2% of an encoder pass.
+    static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Rows `rows` × panels `panels` of the output, with `tiles` as the packed inputs' buffer.
 ///
 /// Each block of rows is copied, one pass over k at a time, into tiles of [`MR`] rows laid
 /// out k-major (a tile's inputs for one k side by side), so that the micro-kernel reads its
@@ -136,33 +142,12 @@ unsafe fn block(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     y: *mut f32,
+    tiles: &mut Vec<f32>,
 ) {
-    TILES.with_borrow_mut(|tiles| {
-        let len = ROW_BLOCK * KC.min(w.inp);
-        if tiles.len() < len {
-            tiles.resize(len, 0.0);
-        }
-        block_with(w, x, bias, rows, panels, y, tiles)
-    })
-}
-
-thread_local! {
-    /// Each thread's packed input tiles, kept between products: zeroing a fresh buffer for
-    /// every product was 2% of an encoder pass.
-    static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_with(
-    w: &PackedWeight,
-    x: &[f32],
-    bias: &[f32],
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    y: *mut f32,
-    tiles: &mut [f32],
-) {
+    let len = ROW_BLOCK * KC.min(w.inp);
+    if tiles.len() < len {
+        tiles.resize(len, 0.0);
+    }
     let (inp, out) = (w.inp, w.out);
     let mut rb = rows.start;
     while rb < rows.end {
@@ -282,6 +267,7 @@ unsafe fn block(
     _: std::ops::Range<usize>,
     _: std::ops::Range<usize>,
     _: *mut f32,
+    _: &mut Vec<f32>,
 ) {
     unreachable!("pack() returns None off x86-64")
 }
