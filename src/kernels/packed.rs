@@ -23,8 +23,8 @@ const KC: usize = 384;
 /// Rows per block: their inputs (96 × 384 × 4 = 144 KiB) stay in L2 while every panel passes,
 /// and a 64-token sequence is one block, so that each panel comes from memory once (the
 /// weights of one pass, 42 MB, do not stay in any cache between passes). Against 48, with
-/// weights too large for the caches, 64 rows × 384 → 1152 / 1536: 72 / 73 → 77 / 77 GFLOP/s
-/// (medians of ten interleaved repetitions on one thread, inputs packed).
+/// weights too large for the caches, 64 rows × 384 → 1152 on one thread: 72–76 → 77–78 GFLOP/s
+/// (medians of ten interleaved repetitions, two runs, inputs packed).
 const ROW_BLOCK: usize = 96;
 const _: () = assert!(ROW_BLOCK.is_multiple_of(MR), "row blocks hold whole tiles");
 /// Row tiles and panel ranges per thread: with one, a thread the host slows holds up the
@@ -240,8 +240,8 @@ unsafe fn tile<const R: usize>(
             c[1] = _mm256_fmadd_ps(xv, w1, c[1]);
         }
     };
-    // Four k per iteration: the loop's own instructions would otherwise take a fifth of the
-    // issue slots next to the twelve FMAs.
+    // Four k per iteration, so that the loop's counter and branch are shared by 48 FMAs
+    // instead of 12.
     let mut k = 0;
     while k + 4 <= kn {
         for u in 0..4 {
