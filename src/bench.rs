@@ -23,6 +23,9 @@ pub struct BenchReport {
     pub cpu_model: String,
     /// The CPU features that decide which kernels run.
     pub cpu_features: Vec<String>,
+    /// The instruction set epitome's own matrix kernels run (`EPITOME_ISA` may hold it lower);
+    /// `null` where they fall back to portable code.
+    pub kernels: Option<crate::kernels::Isa>,
     pub encoder: String,
     /// Inference, batch 32 × 64 tokens, no padding.
     pub encoder_forward_seq_per_s: f64,
@@ -224,6 +227,7 @@ pub fn run(encoder: &PretrainedEncoder, iters: usize) -> Result<BenchReport, Err
         threads: rayon::current_num_threads(),
         cpu_model,
         cpu_features,
+        kernels: crate::kernels::Isa::best(),
         encoder: encoder.dir.display().to_string(),
         encoder_forward_seq_per_s: 32.0 / forward,
         encoder_forward_one_sequence_ms: forward_one * 1e3,

@@ -129,34 +129,47 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
     // Widths that are not multiples of a panel are refused (gemm serves them).
     assert!(kernels::PackedWeight::pack(&[0.0; 40 * 3], 40, 3).is_none());
     // 800 inputs take three passes over k (384 at a time), the last one partial; the row
-    // counts leave every tile height from 1 to 6 at the end of a 96-row block, 200 rows
-    // split between threads by rows, 1 to 13 by panels; on one thread, nothing is split.
+    // counts leave every tile height (1 to 6 for AVX2, 1 to 12 for AVX-512) at the end of a
+    // 96-row block, 200 rows split between threads by rows, 1 to 13 by panels; on one
+    // thread, nothing is split. Three panels are a pair and a single one for AVX-512.
     let w = random(&[48, 800], 7);
     let b = random(&[48], 8);
     let flat: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
-    let Some(packed) = kernels::PackedWeight::pack(&flat, 48, 800) else {
-        return; // no AVX2 and FMA: the transposed weight serves inference
-    };
-    assert_eq!((packed.out_dim(), packed.in_dim()), (48, 800));
-    assert_eq!(packed.unpack(), flat);
+    let variants: Vec<_> = kernels::Isa::available()
+        .into_iter()
+        .filter_map(|isa| kernels::PackedWeight::pack_for(&flat, 48, 800, isa))
+        .collect();
+    // The default packing takes the best variant.
+    assert_eq!(
+        kernels::PackedWeight::pack(&flat, 48, 800).is_some(),
+        !variants.is_empty()
+    );
     let one_thread = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
-    for rows in (1..=13).chain([47, 49, 53, 95, 97, 100, 200]) {
-        let x = random(&[rows, 800], 9 + rows as u64);
-        let r = kernels::linear(&x, &w, &b).unwrap();
-        for a in [
-            kernels::linear_packed(&x, &packed, &b).unwrap(),
-            one_thread.install(|| kernels::linear_packed(&x, &packed, &b).unwrap()),
-        ] {
-            assert_eq!(a.dims(), r.dims());
-            let d = max_diff(&a, &r);
-            assert!(d < 1e-4, "{rows} rows: the packed product differs by {d}");
+    for packed in &variants {
+        assert_eq!((packed.out_dim(), packed.in_dim()), (48, 800));
+        assert_eq!(packed.unpack(), flat);
+        for rows in (1..=13).chain([23, 25, 47, 49, 53, 95, 97, 100, 200]) {
+            let x = random(&[rows, 800], 9 + rows as u64);
+            let r = kernels::linear(&x, &w, &b).unwrap();
+            let outputs = [
+                kernels::linear_packed(&x, packed, &b).unwrap(),
+                one_thread.install(|| kernels::linear_packed(&x, packed, &b).unwrap()),
+            ];
+            for a in &outputs {
+                assert_eq!(a.dims(), r.dims());
+                let d = max_diff(a, &r);
+                assert!(d < 1e-4, "{rows} rows: the packed product differs by {d}");
+            }
+            // Every variant adds each output's products in the same order: identical results.
+            let first = kernels::linear_packed(&x, &variants[0], &b).unwrap();
+            assert_eq!(max_diff(&outputs[0], &first), 0.0, "{rows} rows: variants differ");
         }
+        let wrong = random(&[2, 799], 30);
+        assert!(kernels::linear_packed(&wrong, packed, &b).is_err());
     }
-    let wrong = random(&[2, 799], 30);
-    assert!(kernels::linear_packed(&wrong, &packed, &b).is_err());
 }
 
 #[test]
@@ -359,16 +372,24 @@ fn dropout_keeps_the_expected_share_and_passes_gradients_through_the_same_mask()
 
 #[test]
 fn int8_linear_is_exact_on_its_grids_and_close_to_f32_elsewhere() {
-    let Some(_) = kernels::QuantizedWeight::quantize(&[1.0], 1, 1) else {
-        return; // no AVX2: the int8 path is never taken
-    };
-    // Weights on the 7-bit grid (each channel's largest magnitude 1, so its step is 1/63) and
-    // inputs on the 8-bit grid (each row spans exactly [0, 1], step 1/255) quantize without
-    // error: the integer product must then reproduce f32 up to rounding. The shapes are not
-    // multiples of 4 (k groups) or 16 (panels).
-    let (rows, inp, out) = (11, 37, 21);
+    // Every variant this CPU runs (none without AVX2: the int8 path is never taken).
+    for isa in kernels::Isa::available() {
+        int8_variant_is_exact_on_its_grids_and_close_to_f32(isa);
+    }
+}
+
+fn int8_variant_is_exact_on_its_grids_and_close_to_f32(isa: kernels::Isa) {
+    let wmax = kernels::QuantizedWeight::quantize_for(&[1.0], 1, 1, isa)
+        .unwrap()
+        .weight_max() as usize;
+    // Weights on the variant's grid (each channel's largest magnitude 1, so its step is
+    // 1/wmax) and inputs on the 8-bit grid (each row spans exactly [0, 1], step 1/255)
+    // quantize without error: the integer product must then reproduce f32 up to rounding.
+    // The shapes are not multiples of 4 (k groups) or 16 (panels); 27 rows leave a short tile
+    // of every variant, and 37 columns a partial panel after a whole pair.
+    let (rows, inp, out) = (27, 37, 37);
     let mut w: Vec<f32> = (0..out * inp)
-        .map(|i| ((i * 7 % 127) as f32 - 63.0) / 63.0)
+        .map(|i| ((i * 7 % (2 * wmax + 1)) as f32 - wmax as f32) / wmax as f32)
         .collect();
     let mut x: Vec<f32> = (0..rows * inp)
         .map(|i| (i * 13 % 256) as f32 / 255.0)
@@ -383,26 +404,26 @@ fn int8_linear_is_exact_on_its_grids_and_close_to_f32_elsewhere() {
     let wt = Tensor::from_vec(w.clone(), (out, inp), &Device::Cpu).unwrap();
     let xt = Tensor::from_vec(x, (rows, inp), &Device::Cpu).unwrap();
     let b = random(&[out], 20);
-    let q = kernels::QuantizedWeight::quantize(&w, out, inp).unwrap();
+    let q = kernels::QuantizedWeight::quantize_for(&w, out, inp, isa).unwrap();
     let exact = kernels::linear(&xt, &wt, &b).unwrap();
     let int8 = kernels::linear_int8(&xt, &q, &b).unwrap();
     let d = max_diff(&exact, &int8);
-    assert!(d < 1e-4, "values on the grids differ by {d}");
+    assert!(d < 1e-4, "{isa:?}: values on the grids differ by {d}");
 
-    // Real-valued inputs and weights: within what 7-bit weights and 8-bit inputs allow.
+    // Real-valued inputs and weights: within what 7- or 8-bit weights and 8-bit inputs allow.
     let (x, w, b) = (
         random(&[64, 384], 21),
         random(&[100, 384], 22),
         random(&[100], 23),
     );
     let values: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
-    let q = kernels::QuantizedWeight::quantize(&values, 100, 384).unwrap();
+    let q = kernels::QuantizedWeight::quantize_for(&values, 100, 384, isa).unwrap();
     let exact = kernels::linear(&x, &w, &b).unwrap();
     let int8 = kernels::linear_int8(&x, &q, &b).unwrap();
     let scale = max_abs(&exact);
     let err = max_diff(&exact, &int8);
     assert!(
         err < 0.02 * scale,
-        "int8 error {err} against outputs up to {scale}"
+        "{isa:?}: int8 error {err} against outputs up to {scale}"
     );
 }

@@ -109,20 +109,82 @@ pub(crate) fn chunk_rows(rows: usize, min_rows: usize) -> usize {
     rows.div_ceil(threads * 4).max(min_rows).max(1)
 }
 
-/// Whether the AVX2 + FMA variants of the elementwise loops can run on this CPU.
-pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+/// The instruction sets the hand-written matrix kernels ([`packed`], [`int8`]) have variants
+/// for, in order: each includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isa {
+    /// AVX2 and FMA: 16 registers of 8 f32.
+    Avx2,
+    /// AVX-512 F: 32 registers of 16 f32.
+    Avx512,
+    /// AVX-512 with VNNI's u8 × i8 dot products into i32 (`vpdpbusd`).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// What `EPITOME_ISA` names, to hold the kernels to a lower set than the CPU has (to
+    /// compare the variants on one machine, or to keep a host's clock off its AVX-512 licence).
+    pub const ENV: &'static str = "EPITOME_ISA";
+
+    /// The best set this CPU runs, capped by [`Isa::ENV`]; `None` without AVX2 and FMA. Read
+    /// once per process.
+    pub fn best() -> Option<Isa> {
+        static BEST: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let cap = std::env::var(Self::ENV).ok().and_then(|v| Self::parse(&v));
+            Self::detected().filter(|_| cap != Some(None)).map(|isa| match cap {
+                Some(Some(cap)) => isa.min(cap),
+                _ => isa,
+            })
         })
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Every set this CPU runs, capped as [`Isa::best`] is.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|isa| Some(*isa) <= Self::best())
+            .collect()
     }
+
+    /// `none` holds every kernel to its portable path; an unknown name is ignored.
+    fn parse(name: &str) -> Option<Option<Isa>> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(None),
+            "avx2" => Some(Some(Isa::Avx2)),
+            "avx512" => Some(Some(Isa::Avx512)),
+            "avx512vnni" | "avx512-vnni" => Some(Some(Isa::Avx512Vnni)),
+            _ => None,
+        }
+    }
+
+    fn detected() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if !(has!("avx2") && has!("fma")) {
+                return None;
+            }
+            if !(has!("avx512f") && has!("avx512bw")) {
+                return Some(Isa::Avx2);
+            }
+            Some(if has!("avx512vnni") {
+                Isa::Avx512Vnni
+            } else {
+                Isa::Avx512
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    }
+}
+
+/// Whether the AVX2 + FMA variants of the elementwise loops can run on this CPU.
+pub(crate) fn has_avx2_fma() -> bool {
+    Isa::best().is_some()
 }
 
 /// Defines `$name`, which runs `$body` (a closure-like block over the arguments) compiled for

@@ -9,16 +9,20 @@
 //! instead: panels of [`NR`] output columns, each k's 16 values contiguous, so the kernel
 //! streams a panel from start to end.
 
-use super::{for_each_block, tensor, with_f32, with_last_dim, SharedMut};
+use super::{for_each_block, tensor, with_f32, with_last_dim, Isa, SharedMut};
 use candle_core::{Result, Tensor};
 
-/// Output columns per panel: two 8-lane registers.
+/// Output columns per panel: two AVX2 registers, one AVX-512 register.
 const NR: usize = 16;
-/// Rows per tile: 6 × 2 accumulators, 2 weight registers and the broadcast input fill 15 of
-/// AVX2's 16 registers.
-const MR: usize = 6;
+/// Rows per AVX2 tile: 6 × 2 accumulators, 2 weight registers and the broadcast input fill 15
+/// of AVX2's 16 registers.
+const MR_AVX2: usize = 6;
+/// Rows per AVX-512 tile, which spans two panels: 12 × 2 accumulators and 2 weight registers
+/// of AVX-512's 32, the inputs broadcast from memory by the multiply-adds themselves.
+const MR_AVX512: usize = 12;
 /// k per pass over a tile: a panel's 384 × 16 values (24 KiB) and a tile's 6 × 384 inputs
-/// (9 KiB) stay in L1 and L2 while the tile is computed.
+/// (9 KiB) stay in L1 and L2 while the tile is computed. Where a pass ends does not change
+/// any sum: each output's products are added one k after another either way.
 const KC: usize = 384;
 /// Rows per block: their inputs (96 × 384 × 4 = 144 KiB) stay in L2 while every panel passes,
 /// and a 64-token sequence is one block, so that each panel comes from memory once (the
@@ -26,7 +30,10 @@ const KC: usize = 384;
 /// weights too large for the caches, 64 rows × 384 → 1152 on one thread: 72–76 → 77–78 GFLOP/s
 /// (medians of ten interleaved repetitions, two runs, inputs packed).
 const ROW_BLOCK: usize = 96;
-const _: () = assert!(ROW_BLOCK.is_multiple_of(MR), "row blocks hold whole tiles");
+const _: () = assert!(
+    ROW_BLOCK.is_multiple_of(MR_AVX2) && ROW_BLOCK.is_multiple_of(MR_AVX512),
+    "row blocks hold whole tiles"
+);
 /// Row tiles and panel ranges per thread: with one, a thread the host slows holds up the
 /// whole product (as `matmul`'s blocks).
 const PARTS_PER_THREAD: usize = 2;
@@ -38,13 +45,23 @@ pub struct PackedWeight {
     out: usize,
     inp: usize,
     data: Vec<f32>,
+    /// The micro-kernel that multiplies by it.
+    isa: Isa,
 }
 
 impl PackedWeight {
     /// `None` when the CPU lacks AVX2 and FMA, or the output width is not a whole number of
     /// panels (the heads' narrow layers): `gemm` serves those.
     pub fn pack(w: &[f32], out: usize, inp: usize) -> Option<Self> {
-        if !super::has_avx2_fma() || w.len() != out * inp || inp == 0 || !out.is_multiple_of(NR) {
+        Self::pack_for(w, out, inp, Isa::best()?)
+    }
+
+    /// As [`PackedWeight::pack`], for the micro-kernel of `isa` (which tests compare with the
+    /// others); `None` also when the CPU cannot run it. Every variant adds each output's
+    /// products in the same order, so their results are identical.
+    pub fn pack_for(w: &[f32], out: usize, inp: usize, isa: Isa) -> Option<Self> {
+        if Some(isa) > Isa::best() || w.len() != out * inp || inp == 0 || !out.is_multiple_of(NR)
+        {
             return None;
         }
         let mut data = vec![0f32; out * inp];
@@ -55,7 +72,12 @@ impl PackedWeight {
                 panel[k * NR + j] = v;
             }
         }
-        Some(Self { out, inp, data })
+        Some(Self {
+            out,
+            inp,
+            data,
+            isa,
+        })
     }
 
     /// The weight as it was given, (out, in).
@@ -107,14 +129,52 @@ fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
         0 | 1 => 1,
         threads => threads * PARTS_PER_THREAD,
     };
-    for_each_block(rows, MR, panels, parts, |rows, panels| {
-        // SAFETY: AVX2 and FMA were checked when `w` was packed; each block writes only its
-        // own rows and panels of y, which holds rows × out values.
-        TILES.with_borrow_mut(|tiles| unsafe { block(w, x, bias, rows, panels, dst.get(), tiles) })
+    let mr = match w.isa {
+        Isa::Avx2 => MR_AVX2,
+        Isa::Avx512 | Isa::Avx512Vnni => MR_AVX512,
+    };
+    for_each_block(rows, mr, panels, parts, |rows, panels| {
+        TILES.with_borrow_mut(|tiles| {
+            let (x, y) = (Rows { x, rows }, dst.get());
+            // SAFETY: the CPU runs `w.isa` (checked when `w` was packed); each block writes
+            // only its own rows and panels of y, which holds rows × out values.
+            unsafe {
+                match w.isa {
+                    Isa::Avx2 => block::<MR_AVX2, 1>(w, x, bias, panels, y, tiles, tile_avx2),
+                    Isa::Avx512 | Isa::Avx512Vnni => {
+                        block::<MR_AVX512, 2>(w, x, bias, panels, y, tiles, tile_avx512)
+                    }
+                }
+            }
+        })
     });
     // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
     unsafe { y.set_len(rows * w.out) };
     y
+}
+
+/// A block's rows of the input (rows of the weight's `inp` values).
+struct Rows<'a> {
+    x: &'a [f32],
+    rows: std::ops::Range<usize>,
+}
+
+/// Where a micro-kernel reads and writes: `height` rows × `panels` panels, over `kn` k.
+#[derive(Clone, Copy)]
+struct TileJob {
+    height: usize,
+    panels: usize,
+    /// The packed tile: for each k, its rows' inputs side by side.
+    a: *const f32,
+    /// The first panel at this pass's first k; the next one `panel_stride` further on.
+    panel: *const f32,
+    panel_stride: usize,
+    kn: usize,
+    /// The tile's first output, rows `y_rs` apart.
+    y: *mut f32,
+    y_rs: usize,
+    /// The bias on the first pass over k; later passes add to what `y` holds.
+    bias: Option<*const f32>,
 }
 
 thread_local! {
@@ -123,57 +183,61 @@ thread_local! {
     static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Rows `rows` × panels `panels` of the output, with `tiles` as the packed inputs' buffer.
+/// Rows `x.rows` × panels `panels` of the output, with `tiles` as the packed inputs' buffer,
+/// tiles of `MR` rows × `P` panels computed by `kernel`.
 ///
-/// Each block of rows is copied, one pass over k at a time, into tiles of [`MR`] rows laid
-/// out k-major (a tile's inputs for one k side by side), so that the micro-kernel reads its
-/// broadcasts from one stream instead of six rows `inp` apart, with constant offsets the
+/// Each block of rows is copied, one pass over k at a time, into tiles of `MR` rows laid out
+/// k-major (a tile's inputs for one k side by side), so that the micro-kernel reads its
+/// broadcasts from one stream instead of `MR` rows `inp` apart, with constant offsets the
 /// compiler folds into the loads. On the serving path (one pair of the shipped model, each
 /// encoder on a thread of its own, its weights coming from memory), medians of five
 /// interleaved runs on the AMD EPYC host: 37.4 → 30.2 ms, where row blocks of 96 alone gave
 /// 39.7. A product repeated on weights already in cache is no faster (about 85 GFLOP/s on one
 /// thread either way, near the 90 this micro-kernel reaches on data in L1).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block(
+///
+/// # Safety
+/// `kernel` must run on this CPU, and `y` must hold the output rows × `w.out` values.
+unsafe fn block<const MR: usize, const P: usize>(
     w: &PackedWeight,
-    x: &[f32],
+    x: Rows<'_>,
     bias: &[f32],
-    rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     y: *mut f32,
     tiles: &mut Vec<f32>,
+    kernel: unsafe fn(TileJob),
 ) {
     let len = ROW_BLOCK * KC.min(w.inp);
     if tiles.len() < len {
         tiles.resize(len, 0.0);
     }
     let (inp, out) = (w.inp, w.out);
-    let mut rb = rows.start;
-    while rb < rows.end {
-        let rb_end = (rb + ROW_BLOCK).min(rows.end);
+    let mut rb = x.rows.start;
+    while rb < x.rows.end {
+        let rb_end = (rb + ROW_BLOCK).min(x.rows.end);
         let mut k0 = 0;
         while k0 < inp {
             let kn = KC.min(inp - k0);
-            pack_tiles(x, inp, rb..rb_end, k0, kn, tiles);
-            for p in panels.clone() {
-                let panel = w.data.as_ptr().add(p * inp * NR + k0 * NR);
+            pack_tiles::<MR>(x.x, inp, rb..rb_end, k0, kn, tiles);
+            let mut p = panels.start;
+            while p < panels.end {
+                let np = P.min(panels.end - p);
                 let c0 = p * NR;
-                let start = (k0 == 0).then(|| bias.as_ptr().add(c0));
                 let mut r0 = rb;
                 while r0 < rb_end {
-                    let a = tiles.as_ptr().add((r0 - rb) * kn);
-                    let yr = y.add(r0 * out + c0);
-                    match (rb_end - r0).min(MR) {
-                        6 => tile::<6>(a, panel, kn, yr, out, start),
-                        5 => tile::<5>(a, panel, kn, yr, out, start),
-                        4 => tile::<4>(a, panel, kn, yr, out, start),
-                        3 => tile::<3>(a, panel, kn, yr, out, start),
-                        2 => tile::<2>(a, panel, kn, yr, out, start),
-                        _ => tile::<1>(a, panel, kn, yr, out, start),
-                    }
+                    kernel(TileJob {
+                        height: (rb_end - r0).min(MR),
+                        panels: np,
+                        a: tiles.as_ptr().add((r0 - rb) * kn),
+                        panel: w.data.as_ptr().add(p * inp * NR + k0 * NR),
+                        panel_stride: inp * NR,
+                        kn,
+                        y: y.add(r0 * out + c0),
+                        y_rs: out,
+                        bias: (k0 == 0).then(|| bias.as_ptr().add(c0)),
+                    });
                     r0 += MR;
                 }
+                p += np;
             }
             k0 += kn;
         }
@@ -183,7 +247,7 @@ unsafe fn block(
 
 /// Copies `x[rows, k0..k0 + kn]` into `tiles`: tile t (rows `MR·t..`) starts at `MR·t·kn`
 /// and holds, for each k, its rows' values side by side.
-fn pack_tiles(
+fn pack_tiles<const MR: usize>(
     x: &[f32],
     inp: usize,
     rows: std::ops::Range<usize>,
@@ -200,7 +264,7 @@ fn pack_tiles(
         let height = MR.min(rows.end - r0);
         let src: [&[f32]; MR] =
             std::array::from_fn(|r| &x[(r0 + r.min(height - 1)) * inp + k0..][..kn]);
-        // Whole tiles read their six rows together and write sequentially; the last one's
+        // Whole tiles read their rows together and write sequentially; the last one's
         // missing rows repeat its last (never read).
         for (k, slots) in tile.chunks_exact_mut(MR).enumerate() {
             for (slot, row) in slots.iter_mut().zip(&src) {
@@ -210,20 +274,121 @@ fn pack_tiles(
     }
 }
 
+/// The AVX2 micro-kernel: one panel, up to [`MR_AVX2`] rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(job: TileJob) {
+    match job.height {
+        6 => tile::<6>(job),
+        5 => tile::<5>(job),
+        4 => tile::<4>(job),
+        3 => tile::<3>(job),
+        2 => tile::<2>(job),
+        _ => tile::<1>(job),
+    }
+}
+
+/// The AVX-512 micro-kernel: up to two panels, up to [`MR_AVX512`] rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(job: TileJob) {
+    if job.panels == 2 {
+        tile_avx512_rows::<2>(job)
+    } else {
+        tile_avx512_rows::<1>(job)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile_avx512_rows<const P: usize>(job: TileJob) {
+    match job.height {
+        12 => tile16::<12, P>(job),
+        11 => tile16::<11, P>(job),
+        10 => tile16::<10, P>(job),
+        9 => tile16::<9, P>(job),
+        8 => tile16::<8, P>(job),
+        7 => tile16::<7, P>(job),
+        6 => tile16::<6, P>(job),
+        5 => tile16::<5, P>(job),
+        4 => tile16::<4, P>(job),
+        3 => tile16::<3, P>(job),
+        2 => tile16::<2, P>(job),
+        _ => tile16::<1, P>(job),
+    }
+}
+
+/// `R` rows × `P` panels of 16 columns, one AVX-512 register each, over `kn` k, as [`tile`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile16<const R: usize, const P: usize>(job: TileJob) {
+    use std::arch::x86_64::*;
+    let TileJob {
+        a,
+        panel,
+        panel_stride,
+        kn,
+        y,
+        y_rs,
+        bias,
+        ..
+    } = job;
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    for (r, c) in acc.iter_mut().enumerate() {
+        for (q, v) in c.iter_mut().enumerate() {
+            let from = match bias {
+                Some(b) => b.add(q * NR),
+                None => y.add(r * y_rs + q * NR) as *const f32,
+            };
+            *v = _mm512_loadu_ps(from);
+        }
+    }
+    let step = |acc: &mut [[__m512; P]; R], k: usize| {
+        let w: [__m512; P] =
+            std::array::from_fn(|q| _mm512_loadu_ps(panel.add(q * panel_stride + k * NR)));
+        for (r, c) in acc.iter_mut().enumerate() {
+            let xv = _mm512_set1_ps(*a.add(k * MR_AVX512 + r));
+            for (v, wq) in c.iter_mut().zip(&w) {
+                *v = _mm512_fmadd_ps(xv, *wq, *v);
+            }
+        }
+    };
+    let mut k = 0;
+    while k + 4 <= kn {
+        for u in 0..4 {
+            step(&mut acc, k + u);
+        }
+        k += 4;
+    }
+    while k < kn {
+        step(&mut acc, k);
+        k += 1;
+    }
+    for (r, c) in acc.iter().enumerate() {
+        for (q, v) in c.iter().enumerate() {
+            _mm512_storeu_ps(y.add(r * y_rs + q * NR), *v);
+        }
+    }
+}
+
 /// `R` rows × 16 columns over `kn` k: `y = start + a · panel`, where `a` is a packed tile
-/// (`MR` values per k) and `start` is the bias on the first pass over k and what `y` already
-/// holds on later ones.
+/// ([`MR_AVX2`] values per k) and `start` is the bias on the first pass over k and what `y`
+/// already holds on later ones.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile<const R: usize>(
-    a: *const f32,
-    panel: *const f32,
-    kn: usize,
-    y: *mut f32,
-    y_rs: usize,
-    bias: Option<*const f32>,
-) {
+unsafe fn tile<const R: usize>(job: TileJob) {
+    let TileJob {
+        a,
+        panel,
+        kn,
+        y,
+        y_rs,
+        bias,
+        ..
+    } = job;
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for (r, c) in acc.iter_mut().enumerate() {
@@ -235,7 +400,7 @@ unsafe fn tile<const R: usize>(
         let w0 = _mm256_loadu_ps(panel.add(k * NR));
         let w1 = _mm256_loadu_ps(panel.add(k * NR + 8));
         for (r, c) in acc.iter_mut().enumerate() {
-            let xv = _mm256_broadcast_ss(&*a.add(k * MR + r));
+            let xv = _mm256_broadcast_ss(&*a.add(k * MR_AVX2 + r));
             c[0] = _mm256_fmadd_ps(xv, w0, c[0]);
             c[1] = _mm256_fmadd_ps(xv, w1, c[1]);
         }
@@ -260,14 +425,11 @@ unsafe fn tile<const R: usize>(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn block(
-    _: &PackedWeight,
-    _: &[f32],
-    _: &[f32],
-    _: std::ops::Range<usize>,
-    _: std::ops::Range<usize>,
-    _: *mut f32,
-    _: &mut Vec<f32>,
-) {
+unsafe fn tile_avx2(_: TileJob) {
+    unreachable!("pack() returns None off x86-64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile_avx512(_: TileJob) {
     unreachable!("pack() returns None off x86-64")
 }
