@@ -165,7 +165,11 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
             }
             // Every variant adds each output's products in the same order: identical results.
             let first = kernels::linear_packed(&x, &variants[0], &b).unwrap();
-            assert_eq!(max_diff(&outputs[0], &first), 0.0, "{rows} rows: variants differ");
+            assert_eq!(
+                max_diff(&outputs[0], &first),
+                0.0,
+                "{rows} rows: variants differ"
+            );
         }
         let wrong = random(&[2, 799], 30);
         assert!(kernels::linear_packed(&wrong, packed, &b).is_err());

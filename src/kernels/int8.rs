@@ -191,7 +191,9 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
         // only its own rows and panels of y.
         unsafe {
             match w.isa {
-                Isa::Avx512Vnni => block::<MR_VNNI, 2>(w, &q, bias, rows, panels, dst.get(), tile_vnni),
+                Isa::Avx512Vnni => {
+                    block::<MR_VNNI, 2>(w, &q, bias, rows, panels, dst.get(), tile_vnni)
+                }
                 Isa::Avx2 | Isa::Avx512 => {
                     block::<MR_AVX2, 1>(w, &q, bias, rows, panels, dst.get(), tile_avx2)
                 }

@@ -133,10 +133,12 @@ impl Isa {
         static BEST: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             let cap = std::env::var(Self::ENV).ok().and_then(|v| Self::parse(&v));
-            Self::detected().filter(|_| cap != Some(None)).map(|isa| match cap {
-                Some(Some(cap)) => isa.min(cap),
-                _ => isa,
-            })
+            Self::detected()
+                .filter(|_| cap != Some(None))
+                .map(|isa| match cap {
+                    Some(Some(cap)) => isa.min(cap),
+                    _ => isa,
+                })
         })
     }
 

@@ -60,8 +60,7 @@ impl PackedWeight {
     /// others); `None` also when the CPU cannot run it. Every variant adds each output's
     /// products in the same order, so their results are identical.
     pub fn pack_for(w: &[f32], out: usize, inp: usize, isa: Isa) -> Option<Self> {
-        if Some(isa) > Isa::best() || w.len() != out * inp || inp == 0 || !out.is_multiple_of(NR)
-        {
+        if Some(isa) > Isa::best() || w.len() != out * inp || inp == 0 || !out.is_multiple_of(NR) {
             return None;
         }
         let mut data = vec![0f32; out * inp];
