@@ -171,6 +171,10 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
                 "{rows} rows: variants differ"
             );
         }
+        let x = random(&[100, 800], 31);
+        let gelu = kernels::linear_packed_gelu(&x, packed, &b).unwrap();
+        let apart = kernels::gelu_erf(&kernels::linear_packed(&x, packed, &b).unwrap()).unwrap();
+        assert_eq!(max_diff(&gelu, &apart), 0.0, "the fused GELU differs");
         let wrong = random(&[2, 799], 30);
         assert!(kernels::linear_packed(&wrong, packed, &b).is_err());
     }
@@ -202,6 +206,17 @@ fn layer_norm_matches_its_composite() {
         },
         1e-4,
     );
+}
+
+#[test]
+fn layer_norm_of_a_sum_is_the_two_ops_one_after_the_other() {
+    let (x, r) = (random(&[3, 70, 45], 11), random(&[3, 70, 45], 12));
+    let (w, b) = (random(&[45], 13), random(&[45], 14));
+    let fused = kernels::add_layer_norm(&x, &r, &w, &b, 1e-12).unwrap();
+    let apart = kernels::layer_norm(&(&x + &r).unwrap(), &w, &b, 1e-12).unwrap();
+    assert_eq!(fused.dims(), apart.dims());
+    assert_eq!(max_diff(&fused, &apart), 0.0);
+    assert!(kernels::add_layer_norm(&x, &w, &w, &b, 1e-12).is_err());
 }
 
 #[test]

@@ -126,6 +126,17 @@ impl Linear {
         self.forward(x)
     }
 
+    /// `gelu_erf(self.forward_t(x, mode))`, fused into the product where the weight is
+    /// packed and nothing needs a gradient.
+    pub fn forward_gelu_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Infer, Weight::Packed(p)) = (mode, &self.weight) {
+            if !x.track_op() && !self.bias.track_op() {
+                return kernels::linear_packed_gelu(x, p, &self.bias);
+            }
+        }
+        kernels::gelu_erf(&self.forward_t(x, mode)?)
+    }
+
     fn quantized(&self, x: &Tensor) -> Option<&QuantizedWeight> {
         if x.track_op() || self.bias.track_op() || matches!(self.weight, Weight::Trainable(_)) {
             return None;
@@ -176,6 +187,20 @@ impl LayerNorm {
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+impl LayerNorm {
+    /// `self(x + residual)`: at inference one fused pass, in training the two ops (the
+    /// addition's gradient is candle's).
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, mode: Mode) -> Result<Tensor> {
+        let tracked = [x, residual, &self.weight, &self.bias]
+            .iter()
+            .any(|t| t.track_op());
+        if mode.is_train() || tracked {
+            return self.forward(&(x + residual)?);
+        }
+        kernels::add_layer_norm(x, residual, &self.weight, &self.bias, self.eps)
     }
 }
 

@@ -176,7 +176,7 @@ impl SelfAttention {
         )?;
         let out = self.output.forward_t(&context, mode)?;
         let out = self.hidden_dropout.forward(&out, mode)?;
-        self.norm.forward(&(out + x)?)
+        self.norm.forward_residual(&out, x, mode)
     }
 }
 
@@ -203,15 +203,14 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.intermediate.forward_t(x, mode)?;
         let y = match self.activation {
-            Activation::GeluErf => kernels::gelu_erf(&y)?,
-            Activation::GeluTanh => y.gelu()?,
-            Activation::Relu => y.relu()?,
+            Activation::GeluErf => self.intermediate.forward_gelu_t(x, mode)?,
+            Activation::GeluTanh => self.intermediate.forward_t(x, mode)?.gelu()?,
+            Activation::Relu => self.intermediate.forward_t(x, mode)?.relu()?,
         };
         let y = self.output.forward_t(&y, mode)?;
         let y = self.dropout.forward(&y, mode)?;
-        self.norm.forward(&(y + x)?)
+        self.norm.forward_residual(&y, x, mode)
     }
 }
 

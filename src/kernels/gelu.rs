@@ -68,6 +68,17 @@ dispatch_simd! {
 }
 
 dispatch_simd! {
+    /// [`gelu_into`] where its input is its output: the epilogue of a product whose rows are
+    /// still in L1 ([`super::packed::linear_packed_gelu`]).
+    pub(crate) fn gelu_in_place(y: &mut [f32]) {
+        for y in y.iter_mut() {
+            let x = *y;
+            *y = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+        }
+    }
+}
+
+dispatch_simd! {
     /// dx = dy · (Φ(x) + x · φ(x)).
     fn gelu_grad_into(x: &[f32], dy: &[f32], dx: &mut [f32]) {
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {

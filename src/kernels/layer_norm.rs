@@ -17,6 +17,50 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
     )
 }
 
+/// `layer_norm(x + residual)` for inference, in one pass: the sum is never a tensor of its own,
+/// and no gradient is recorded. Each value is what the two ops give one after the other.
+/// (candle's addition of two large tensors runs on candle's own thread pool, whose spinning
+/// worker competed with the encoder threads for the cores: 11% of `predict`'s CPU time.)
+pub fn add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if x.dims() != residual.dims() {
+        candle_core::bail!(
+            "layer norm: input {:?} and residual {:?} differ",
+            x.dims(),
+            residual.dims()
+        );
+    }
+    let eps = eps as f32;
+    let y = with_f32(x, "layer norm", |xv| {
+        with_f32(residual, "layer norm", |rv| {
+            with_f32(weight, "layer norm", |w| {
+                with_f32(bias, "layer norm", |b| {
+                    let h = w.len();
+                    if b.len() != h || x.dims().last() != Some(&h) {
+                        candle_core::bail!(
+                            "layer norm: input {:?} with weight {h} and bias {}",
+                            x.dims(),
+                            b.len()
+                        );
+                    }
+                    let chunk = chunk_rows(xv.len() / h.max(1), 8) * h;
+                    let mut y = vec![0f32; xv.len()];
+                    y.par_chunks_mut(chunk)
+                        .zip(xv.par_chunks(chunk).zip(rv.par_chunks(chunk)))
+                        .for_each(|(y, (x, r))| add_normalize_rows(x, r, w, b, eps, y));
+                    Ok(y)
+                })
+            })
+        })
+    })?????;
+    tensor(y, x.shape().clone())
+}
+
 struct LayerNorm {
     eps: f32,
 }
@@ -49,6 +93,21 @@ dispatch_simd! {
             let (mean, rstd) = moments(x, eps);
             for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
                 *y = (x - mean) * rstd * w + b;
+            }
+        }
+    }
+}
+
+dispatch_simd! {
+    fn add_normalize_rows(x: &[f32], r: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
+        let h = w.len();
+        for ((x, r), y) in x.chunks_exact(h).zip(r.chunks_exact(h)).zip(y.chunks_exact_mut(h)) {
+            for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {
+                *y = x + r;
+            }
+            let (mean, rstd) = moments(y, eps);
+            for ((y, &w), &b) in y.iter_mut().zip(w).zip(b) {
+                *y = (*y - mean) * rstd * w + b;
             }
         }
     }

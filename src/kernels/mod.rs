@@ -24,9 +24,9 @@ pub use attention::{attention, AttentionDropout};
 pub use dropout::dropout;
 pub use gelu::gelu_erf;
 pub use int8::{linear_int8, QuantizedWeight};
-pub use layer_norm::layer_norm;
+pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::{linear, linear_transposed};
-pub use packed::{linear_packed, PackedWeight};
+pub use packed::{linear_packed, linear_packed_gelu, PackedWeight};
 
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor};
 
@@ -184,14 +184,11 @@ impl Isa {
     }
 }
 
-/// Whether the AVX2 + FMA variants of the elementwise loops can run on this CPU.
-pub(crate) fn has_avx2_fma() -> bool {
-    Isa::best().is_some()
-}
-
 /// Defines `$name`, which runs `$body` (a closure-like block over the arguments) compiled for
-/// AVX2 + FMA when the CPU has them, and for the baseline otherwise. The body is plain Rust;
-/// the target feature lets LLVM vectorise it with 256-bit registers and fused multiply-adds.
+/// AVX-512 or AVX2 + FMA when the CPU has them, and for the baseline otherwise. The body is
+/// plain Rust; the target features let LLVM vectorise it with 512- or 256-bit registers. The
+/// variants compute the same values: the bodies fix the order of every sum (as [`sum`] does),
+/// and Rust never fuses a multiply and an add on its own.
 macro_rules! dispatch_simd {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$attr])*
@@ -204,9 +201,18 @@ macro_rules! dispatch_simd {
                 body($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if $crate::kernels::has_avx2_fma() {
-                // SAFETY: the CPU was checked for AVX2 and FMA at run time.
-                return unsafe { avx2($($arg),*) };
+            #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            match $crate::kernels::Isa::best() {
+                // SAFETY: the CPU was checked for these features at run time.
+                Some($crate::kernels::Isa::Avx512 | $crate::kernels::Isa::Avx512Vnni) => {
+                    return unsafe { avx512($($arg),*) };
+                }
+                Some($crate::kernels::Isa::Avx2) => return unsafe { avx2($($arg),*) },
+                None => {}
             }
             body($($arg),*)
         }

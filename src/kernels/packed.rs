@@ -102,6 +102,22 @@ impl PackedWeight {
 
 /// `x · Wᵀ + b` with `w` packed; x (..., in) → (..., out).
 pub fn linear_packed(x: &Tensor, w: &PackedWeight, bias: &Tensor) -> Result<Tensor> {
+    linear_packed_then(x, w, bias, None)
+}
+
+/// `gelu(x · Wᵀ + b)`, the GELU applied to each tile as its last pass over k ends, while its
+/// rows are still in L1: no second pass over the (rows × 1536) output, and no buffer of its
+/// own for the activation. The same values as the product followed by [`super::gelu_erf`].
+pub fn linear_packed_gelu(x: &Tensor, w: &PackedWeight, bias: &Tensor) -> Result<Tensor> {
+    linear_packed_then(x, w, bias, Some(super::gelu::gelu_in_place))
+}
+
+fn linear_packed_then(
+    x: &Tensor,
+    w: &PackedWeight,
+    bias: &Tensor,
+    epilogue: Option<fn(&mut [f32])>,
+) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
         candle_core::bail!(
@@ -111,12 +127,17 @@ pub fn linear_packed(x: &Tensor, w: &PackedWeight, bias: &Tensor) -> Result<Tens
         );
     }
     let y = with_f32(x, "linear", |xv| {
-        with_f32(bias, "linear", |b| product(w, xv, b))
+        with_f32(bias, "linear", |b| product(w, xv, b, epilogue))
     })??;
     tensor(y, with_last_dim(&dims, w.out))
 }
 
-fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
+fn product(
+    w: &PackedWeight,
+    x: &[f32],
+    bias: &[f32],
+    epilogue: Option<fn(&mut [f32])>,
+) -> Vec<f32> {
     let rows = x.len() / w.inp;
     // Every element is written by the first pass over k (bias + product), so the buffer is
     // not zeroed first (2% of a scored pair's profile).
@@ -134,7 +155,13 @@ fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     };
     for_each_block(rows, mr, panels, parts, |rows, panels| {
         TILES.with_borrow_mut(|tiles| {
-            let (x, y) = (Rows { x, rows }, dst.get());
+            let (x, y) = (
+                Rows { x, rows },
+                Out {
+                    y: dst.get(),
+                    epilogue,
+                },
+            );
             // SAFETY: the CPU runs `w.isa` (checked when `w` was packed); each block writes
             // only its own rows and panels of y, which holds rows × out values.
             unsafe {
@@ -150,6 +177,13 @@ fn product(w: &PackedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
     unsafe { y.set_len(rows * w.out) };
     y
+}
+
+/// The product's output, rows of the weight's `out` values, and what to apply to each tile's
+/// values once they are complete.
+struct Out {
+    y: *mut f32,
+    epilogue: Option<fn(&mut [f32])>,
 }
 
 /// A block's rows of the input (rows of the weight's `inp` values).
@@ -195,13 +229,13 @@ thread_local! {
 /// thread either way, near the 90 this micro-kernel reaches on data in L1).
 ///
 /// # Safety
-/// `kernel` must run on this CPU, and `y` must hold the output rows × `w.out` values.
+/// `kernel` must run on this CPU, and `y.y` must hold the output rows × `w.out` values.
 unsafe fn block<const MR: usize, const P: usize>(
     w: &PackedWeight,
     x: Rows<'_>,
     bias: &[f32],
     panels: std::ops::Range<usize>,
-    y: *mut f32,
+    y: Out,
     tiles: &mut Vec<f32>,
     kernel: unsafe fn(TileJob),
 ) {
@@ -223,17 +257,24 @@ unsafe fn block<const MR: usize, const P: usize>(
                 let c0 = p * NR;
                 let mut r0 = rb;
                 while r0 < rb_end {
+                    let height = (rb_end - r0).min(MR);
+                    let first = y.y.add(r0 * out + c0);
                     kernel(TileJob {
-                        height: (rb_end - r0).min(MR),
+                        height,
                         panels: np,
                         a: tiles.as_ptr().add((r0 - rb) * kn),
                         panel: w.data.as_ptr().add(p * inp * NR + k0 * NR),
                         panel_stride: inp * NR,
                         kn,
-                        y: y.add(r0 * out + c0),
+                        y: first,
                         y_rs: out,
                         bias: (k0 == 0).then(|| bias.as_ptr().add(c0)),
                     });
+                    if let (Some(f), true) = (y.epilogue, k0 + kn == inp) {
+                        for r in 0..height {
+                            f(std::slice::from_raw_parts_mut(first.add(r * out), np * NR));
+                        }
+                    }
                     r0 += MR;
                 }
                 p += np;
