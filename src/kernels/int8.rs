@@ -131,24 +131,67 @@ dispatch_simd! {
         let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let z = (-lo / s + 0.5).floor().clamp(0.0, 255.0);
         let inv = 1.0 / s;
-        // + 0.5 and truncation round to nearest: every value is at least -0.5 here. The
-        // float-to-int `as` saturates, which the clamp makes moot, and vectorises.
-        for (q, &v) in q.iter_mut().zip(row) {
+        // + 0.5 and truncation round to nearest: every value is at least -0.5 here.
+        let done = to_u8_simd(row, q, inv, z + 0.5);
+        for (q, &v) in q.iter_mut().zip(row).skip(done) {
             *q = (v * inv + (z + 0.5)).clamp(0.0, 255.0) as u8;
         }
         *out = (s, z as i32);
     }
 }
 
+/// `clamp(v · inv + offset, 0, 255) as u8` for whole sixteens of `row`, where the CPU has
+/// AVX-512; returns how many were done. LLVM turns the scalar loop's saturating `as u8` into
+/// one conversion and one byte insert per value there: that loop was 25% of an int8
+/// `predict`'s profile on the AVX-512 host, as much as the VNNI products. The same multiply,
+/// add, clamp (NaN to 0, as `as` gives) and truncation, sixteen at a time, give the same
+/// bytes. (The same by eights with AVX2 made a one-sequence pass 10% faster and batches of 32
+/// 5–10% slower, measured with `EPITOME_ISA=avx2`: not kept.)
+#[inline(always)]
+fn to_u8_simd(row: &[f32], q: &mut [u8], inv: f32, offset: f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() >= Some(Isa::Avx512) {
+        // SAFETY: the CPU has AVX-512 F; every access is within the values returned.
+        return unsafe { to_u8_sixteens(row, q, inv, offset) };
+    }
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn to_u8_sixteens(row: &[f32], q: &mut [u8], inv: f32, offset: f32) -> usize {
+    use std::arch::x86_64::*;
+    let n = row.len().min(q.len()) / 16 * 16;
+    let (inv, offset) = (_mm512_set1_ps(inv), _mm512_set1_ps(offset));
+    let (zero, top) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+    for i in (0..n).step_by(16) {
+        let v = _mm512_add_ps(
+            _mm512_mul_ps(_mm512_loadu_ps(row.as_ptr().add(i)), inv),
+            offset,
+        );
+        // max returns its second operand when the first is NaN: NaN becomes 0.
+        let v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+        _mm_storeu_si128(q.as_mut_ptr().add(i) as *mut __m128i, bytes);
+    }
+    n
+}
+
 fn quantize_rows(x: &[f32], rows: usize, inp: usize, kp: usize) -> QuantizedRows {
     let mut data = vec![0u8; rows * kp];
     let mut params = vec![(1f32, 0i32); rows];
     // Padding k stay 0: their weights are 0, and the zero-point correction counts only real
-    // k (`col_sums`).
-    data.par_chunks_mut(kp)
-        .zip(params.par_iter_mut())
+    // k (`col_sums`). Rows go to the threads in runs of 16, not one by one.
+    const ROWS_PER_TASK: usize = 16;
+    data.par_chunks_mut(kp * ROWS_PER_TASK)
+        .zip(params.par_chunks_mut(ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(r, (q, p))| quantize_row(&x[r * inp..(r + 1) * inp], &mut q[..inp], p));
+        .for_each(|(t, (q, p))| {
+            for (i, (q, p)) in q.chunks_exact_mut(kp).zip(p).enumerate() {
+                let r = t * ROWS_PER_TASK + i;
+                quantize_row(&x[r * inp..(r + 1) * inp], &mut q[..inp], p);
+            }
+        });
     QuantizedRows {
         data,
         scales: params.iter().map(|p| p.0).collect(),
@@ -178,7 +221,9 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     let mut bias = bias.to_vec();
     bias.resize(w.scales.len(), 0.0);
     let bias = bias.as_slice();
-    let mut y = vec![0f32; rows * w.out];
+    // Every element is written by a tile (a partial panel's own columns only), so the buffer
+    // is not zeroed first.
+    let mut y: Vec<f32> = Vec::with_capacity(rows * w.out);
     let panels = w.out.div_ceil(NR);
     let dst = SharedMut(y.as_mut_ptr());
     let threads = rayon::current_num_threads().max(1);
@@ -200,6 +245,8 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
             }
         }
     });
+    // SAFETY: the tiles together wrote every column of every row.
+    unsafe { y.set_len(rows * w.out) };
     y
 }
 
