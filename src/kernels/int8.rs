@@ -63,8 +63,8 @@ impl QuantizedWeight {
             Isa::Avx512Vnni => Isa::Avx512Vnni,
             Isa::Avx2 | Isa::Avx512 => Isa::Avx2,
         };
-        let wmax = f32::from(weight_max(isa));
         // The largest weight magnitude after quantization: 8 bits where nothing saturates.
+        let wmax = f32::from(weight_max(isa));
         let kp = inp.div_ceil(4) * 4;
         let panels = out.div_ceil(NR);
         let mut data = vec![0i8; panels * kp * NR];

@@ -20,7 +20,7 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 /// `layer_norm(x + residual)` for inference, in one pass: the sum is never a tensor of its own,
 /// and no gradient is recorded. Each value is what the two ops give one after the other.
 /// (candle's addition of two large tensors runs on candle's own thread pool, whose spinning
-/// worker competed with the encoder threads for the cores: 11% of `predict`'s CPU time.)
+/// worker competed with the encoder threads for the cores: 7% of `predict`'s profile.)
 pub fn add_layer_norm(
     x: &Tensor,
     residual: &Tensor,

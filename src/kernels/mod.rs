@@ -9,7 +9,8 @@
 //! contiguous f32 rows, spread over rayon's threads, and computes its gradient itself, so the
 //! same kernel serves inference and training. The matrix products still go through `gemm`,
 //! which picks its micro-kernels by CPU feature at run time; the elementwise loops are
-//! compiled twice, for the baseline and for AVX2 + FMA, and the variant is chosen at run time.
+//! compiled three times, for the baseline, AVX2 + FMA and AVX-512, and the variant is chosen at
+//! run time ([`Isa`]).
 
 pub mod attention;
 pub mod dropout;
@@ -132,7 +133,16 @@ impl Isa {
     pub fn best() -> Option<Isa> {
         static BEST: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let cap = std::env::var(Self::ENV).ok().and_then(|v| Self::parse(&v));
+            let cap = std::env::var(Self::ENV).ok().and_then(|v| {
+                let cap = Self::parse(&v);
+                if cap.is_none() {
+                    tracing::warn!(
+                        "{}={v:?} is not one of avx2, avx512, avx512-vnni, none: ignored",
+                        Self::ENV
+                    );
+                }
+                cap
+            });
             Self::detected()
                 .filter(|_| cap != Some(None))
                 .map(|isa| match cap {
@@ -150,7 +160,8 @@ impl Isa {
             .collect()
     }
 
-    /// `none` holds every kernel to its portable path; an unknown name is ignored.
+    /// `none` holds every kernel to its portable path; an unknown name is `None` (and ignored,
+    /// with a warning).
     fn parse(name: &str) -> Option<Option<Isa>> {
         match name.trim().to_ascii_lowercase().as_str() {
             "none" => Some(None),
