@@ -130,19 +130,19 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
     assert!(kernels::PackedWeight::pack(&[0.0; 40 * 3], 40, 3).is_none());
     // 803 inputs take three passes over k (384 at a time), the last one partial and not a
     // multiple of 8 (the tiles' transposes take eight k at a time); the row counts leave every
-    // tile height (1 to 6 for AVX2, 1 to 12 for AVX-512) at the end of a 96-row block, 200
-    // rows split between threads by rows, 1 to 13 by panels; on one thread, nothing is split.
-    // Three panels are a pair and a single one for AVX-512.
-    let w = random(&[48, 803], 7);
-    let b = random(&[48], 8);
+    // tile height (1 to 6 for AVX2, 1 to 8 for AVX-512) at the end of a 96-row block, 200
+    // rows split between threads by rows, 1 to 13 by panels (single panels); on one thread,
+    // nothing is split, and five panels are a triple and a pair for AVX-512.
+    let w = random(&[80, 803], 7);
+    let b = random(&[80], 8);
     let flat: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
     let variants: Vec<_> = kernels::Isa::available()
         .into_iter()
-        .filter_map(|isa| kernels::PackedWeight::pack_for(&flat, 48, 803, isa))
+        .filter_map(|isa| kernels::PackedWeight::pack_for(&flat, 80, 803, isa))
         .collect();
     // The default packing takes the best variant.
     assert_eq!(
-        kernels::PackedWeight::pack(&flat, 48, 803).is_some(),
+        kernels::PackedWeight::pack(&flat, 80, 803).is_some(),
         !variants.is_empty()
     );
     let one_thread = rayon::ThreadPoolBuilder::new()
@@ -150,7 +150,7 @@ fn inference_linear_against_the_packed_weight_matches_the_trainable_one() {
         .build()
         .unwrap();
     for packed in &variants {
-        assert_eq!((packed.out_dim(), packed.in_dim()), (48, 803));
+        assert_eq!((packed.out_dim(), packed.in_dim()), (80, 803));
         assert_eq!(packed.unpack(), flat);
         for rows in (1..=13).chain([23, 25, 47, 49, 53, 95, 97, 100, 200]) {
             let x = random(&[rows, 803], 9 + rows as u64);
