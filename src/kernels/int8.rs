@@ -224,30 +224,40 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     // Every element is written by a tile (a partial panel's own columns only), so the buffer
     // is not zeroed first.
     let mut y: Vec<f32> = Vec::with_capacity(rows * w.out);
-    let panels = w.out.div_ceil(NR);
-    let dst = SharedMut(y.as_mut_ptr());
-    let threads = rayon::current_num_threads().max(1);
-    let mr = match w.isa {
-        Isa::Avx512Vnni => MR_VNNI,
-        Isa::Avx2 | Isa::Avx512 => MR_AVX2,
-    };
-    for_each_block(rows, mr, panels, threads, |rows, panels| {
-        // SAFETY: the CPU runs `w.isa` (checked when `w` was quantized); each block writes
-        // only its own rows and panels of y.
-        unsafe {
-            match w.isa {
-                Isa::Avx512Vnni => {
-                    block::<MR_VNNI, 2>(w, &q, bias, rows, panels, dst.get(), tile_vnni)
-                }
-                Isa::Avx2 | Isa::Avx512 => {
-                    block::<MR_AVX2, 1>(w, &q, bias, rows, panels, dst.get(), tile_avx2)
-                }
+    // SAFETY: the CPU runs `w.isa` (checked when `w` was quantized), and y holds rows × out
+    // values.
+    unsafe {
+        match w.isa {
+            Isa::Avx512Vnni => in_tiles::<MR_VNNI, 2>(w, &q, bias, y.as_mut_ptr(), tile_vnni),
+            Isa::Avx2 | Isa::Avx512 => {
+                in_tiles::<MR_AVX2, 1>(w, &q, bias, y.as_mut_ptr(), tile_avx2)
             }
         }
-    });
+    }
     // SAFETY: the tiles together wrote every column of every row.
     unsafe { y.set_len(rows * w.out) };
     y
+}
+
+/// The whole product in tiles of `MR` rows × `P` panels computed by `kernel`, its blocks
+/// spread over the threads.
+///
+/// # Safety
+/// `kernel` must run on this CPU, and `y` must hold the output rows × `w.out` values.
+unsafe fn in_tiles<const MR: usize, const P: usize>(
+    w: &QuantizedWeight,
+    q: &QuantizedRows,
+    bias: &[f32],
+    y: *mut f32,
+    kernel: unsafe fn(TileJob<'_>),
+) {
+    let rows = q.scales.len();
+    let dst = SharedMut(y);
+    let threads = rayon::current_num_threads().max(1);
+    for_each_block(rows, MR, w.out.div_ceil(NR), threads, |rows, panels| {
+        // SAFETY: as this function's; each block writes only its own rows and panels of y.
+        unsafe { block::<MR, P>(w, q, bias, rows, panels, dst.get(), kernel) }
+    });
 }
 
 /// Where a micro-kernel reads and writes: `height` rows from `row` × `panels` panels from

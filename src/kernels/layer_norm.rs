@@ -40,20 +40,13 @@ pub fn add_layer_norm(
         with_f32(residual, "layer norm", |rv| {
             with_f32(weight, "layer norm", |w| {
                 with_f32(bias, "layer norm", |b| {
-                    let h = w.len();
-                    if b.len() != h || x.dims().last() != Some(&h) {
-                        candle_core::bail!(
-                            "layer norm: input {:?} with weight {h} and bias {}",
-                            x.dims(),
-                            b.len()
-                        );
-                    }
+                    let h = check(x.layout(), w, b)?;
                     let chunk = chunk_rows(xv.len() / h.max(1), 8) * h;
                     let mut y = vec![0f32; xv.len()];
                     y.par_chunks_mut(chunk)
                         .zip(xv.par_chunks(chunk).zip(rv.par_chunks(chunk)))
                         .for_each(|(y, (x, r))| add_normalize_rows(x, r, w, b, eps, y));
-                    Ok(y)
+                    Ok::<_, candle_core::Error>(y)
                 })
             })
         })

@@ -146,18 +146,43 @@ fn product(
     // Every element is written by the first pass over k (bias + product), so the buffer is
     // not zeroed first (2% of a scored pair's profile).
     let mut y: Vec<f32> = Vec::with_capacity(rows * w.out);
-    let panels = w.out / NR;
-    let dst = SharedMut(y.as_mut_ptr());
+    let out = Out {
+        y: y.as_mut_ptr(),
+        epilogue,
+    };
+    // SAFETY: the CPU runs `w.isa` (checked when `w` was packed), and y holds rows × out
+    // values.
+    unsafe {
+        match w.isa {
+            Isa::Avx2 => in_tiles::<MR_AVX2, 1>(w, x, bias, out, tile_avx2),
+            Isa::Avx512 | Isa::Avx512Vnni => in_tiles::<MR_AVX512, 3>(w, x, bias, out, tile_avx512),
+        }
+    }
+    // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
+    unsafe { y.set_len(rows * w.out) };
+    y
+}
+
+/// The whole product in tiles of `MR` rows × `P` panels computed by `kernel`, its blocks
+/// spread over the threads.
+///
+/// # Safety
+/// `kernel` must run on this CPU, and `out.y` must hold the output rows × `w.out` values.
+unsafe fn in_tiles<const MR: usize, const P: usize>(
+    w: &PackedWeight,
+    x: &[f32],
+    bias: &[f32],
+    out: Out,
+    kernel: unsafe fn(TileJob),
+) {
+    let rows = x.len() / w.inp;
+    let (dst, epilogue) = (SharedMut(out.y), out.epilogue);
     // On one thread the parts would only pack the same inputs again.
     let parts = match rayon::current_num_threads() {
         0 | 1 => 1,
         threads => threads * PARTS_PER_THREAD,
     };
-    let mr = match w.isa {
-        Isa::Avx2 => MR_AVX2,
-        Isa::Avx512 | Isa::Avx512Vnni => MR_AVX512,
-    };
-    for_each_block(rows, mr, panels, parts, |rows, panels| {
+    for_each_block(rows, MR, w.out / NR, parts, |rows, panels| {
         TILES.with_borrow_mut(|tiles| {
             let (x, y) = (
                 Rows { x, rows },
@@ -166,21 +191,10 @@ fn product(
                     epilogue,
                 },
             );
-            // SAFETY: the CPU runs `w.isa` (checked when `w` was packed); each block writes
-            // only its own rows and panels of y, which holds rows × out values.
-            unsafe {
-                match w.isa {
-                    Isa::Avx2 => block::<MR_AVX2, 1>(w, x, bias, panels, y, tiles, tile_avx2),
-                    Isa::Avx512 | Isa::Avx512Vnni => {
-                        block::<MR_AVX512, 3>(w, x, bias, panels, y, tiles, tile_avx512)
-                    }
-                }
-            }
+            // SAFETY: as this function's; each block writes only its own rows and panels.
+            unsafe { block::<MR, P>(w, x, bias, panels, y, tiles, kernel) }
         })
     });
-    // SAFETY: the parts together wrote every row of every panel, and panels cover `out`.
-    unsafe { y.set_len(rows * w.out) };
-    y
 }
 
 /// The product's output, rows of the weight's `out` values, and what to apply to each tile's
@@ -327,17 +341,15 @@ fn pack_tiles<const MR: usize>(
 #[target_feature(enable = "avx2")]
 unsafe fn transpose_eights<const MR: usize>(src: &[&[f32]; MR], tile: &mut [f32]) -> usize {
     use std::arch::x86_64::*;
-    let (eights, fours) = match MR {
-        8 => (1, 0),
-        6 => (0, 1),
-        _ => return 0,
-    };
+    if MR != 8 && MR != 6 {
+        return 0;
+    }
     let kn = src[0].len();
     let out = tile.as_mut_ptr();
     let mut k = 0;
     while k + 8 <= kn {
         let load = |r: usize| _mm256_loadu_ps(src[r].as_ptr().add(k));
-        if eights == 1 {
+        if MR == 8 {
             let r: [__m256; 8] = std::array::from_fn(load);
             let t: [__m256; 8] = std::array::from_fn(|i| {
                 let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
@@ -364,10 +376,9 @@ unsafe fn transpose_eights<const MR: usize>(src: &[&[f32]; MR], tile: &mut [f32]
                 _mm256_storeu_ps(out.add((k + j) * MR), lo);
                 _mm256_storeu_ps(out.add((k + 4 + j) * MR), hi);
             }
-        }
-        if fours == 1 {
-            let o = 8 * eights;
-            let q: [__m256; 4] = std::array::from_fn(|r| load(o + r));
+        } else {
+            // Rows 0..3 by a 4 × 8 transpose, rows 4 and 5 one value at a time.
+            let q: [__m256; 4] = std::array::from_fn(load);
             let (t0, t1) = (
                 _mm256_unpacklo_ps(q[0], q[1]),
                 _mm256_unpackhi_ps(q[0], q[1]),
@@ -383,14 +394,9 @@ unsafe fn transpose_eights<const MR: usize>(src: &[&[f32]; MR], tile: &mut [f32]
                 _mm256_shuffle_ps::<0xEE>(t1, t3),
             ];
             for (j, c) in c.iter().enumerate() {
-                _mm_storeu_ps(out.add((k + j) * MR + o), _mm256_castps256_ps128(*c));
-                _mm_storeu_ps(
-                    out.add((k + 4 + j) * MR + o),
-                    _mm256_extractf128_ps::<1>(*c),
-                );
+                _mm_storeu_ps(out.add((k + j) * MR), _mm256_castps256_ps128(*c));
+                _mm_storeu_ps(out.add((k + 4 + j) * MR), _mm256_extractf128_ps::<1>(*c));
             }
-        }
-        if MR == 6 {
             for j in 0..8 {
                 *out.add((k + j) * MR + 4) = src[4][k + j];
                 *out.add((k + j) * MR + 5) = src[5][k + j];
