@@ -541,7 +541,7 @@ fn analyze_with_a_model_scores_like_predict_and_saves_the_levels() {
 }
 
 #[test]
-fn predict_with_int8_precision_scores_every_pair_close_to_f32() {
+fn predict_with_int8_precision_scores_every_pair_close_to_f32_and_auto_picks_by_cpu() {
     let home = tempfile::tempdir().unwrap();
     let model = trained_model();
     let input = data_dir().join("sample_test_input.csv");
@@ -584,6 +584,9 @@ fn predict_with_int8_precision_scores_every_pair_close_to_f32() {
     // Where the CPU has AVX2 the fixture encoder's products run quantized: probabilities
     // move, but little (elsewhere int8 falls back to f32 and nothing moves).
     assert!(largest < 0.05, "int8 moved a probability by {largest}");
+    // The default, auto, is int8 where the CPU has AVX-512 VNNI and f32 elsewhere.
+    let vnni = epitome::kernels::Isa::best() == Some(epitome::kernels::Isa::Avx512Vnni);
+    assert_eq!(run("auto"), if vnni { int8s } else { f32s });
 
     let bad = epitome(
         home.path(),

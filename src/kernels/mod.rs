@@ -49,8 +49,34 @@ pub enum Precision {
     #[default]
     F32,
     /// The encoders' products with int8 weights and u8 activations ([`int8`]); norms,
-    /// softmax, GELU and the mechanism heads stay f32. Needs AVX2; elsewhere f32 runs.
+    /// softmax, GELU and the mechanism heads stay f32. A pair whose decision int8 could have
+    /// changed (its margin is under [`Precision::close_call_margin`]) is scored again in f32.
+    /// Needs AVX2; elsewhere f32 runs.
     Int8,
+    /// Int8 where the CPU has AVX-512 VNNI, f32 elsewhere: int8 is the faster there, and its
+    /// levels are f32's (docs/RESULTS.md); on AVX2 alone its gain is smaller and more of its
+    /// decisions are close calls.
+    Auto,
+}
+
+impl Precision {
+    /// What [`Precision::Auto`] is on this CPU; the others as they are.
+    pub fn resolve(self) -> Precision {
+        match self {
+            Precision::Auto if Isa::best() == Some(Isa::Avx512Vnni) => Precision::Int8,
+            Precision::Auto => Precision::F32,
+            other => other,
+        }
+    }
+
+    /// Under int8 products, the margin (`LevelOffsets::margin`) below which a decision is a
+    /// close call, to be taken again in f32; `None` where nothing is quantized.
+    pub fn close_call_margin(self) -> Option<f32> {
+        match (self.resolve(), Isa::best()) {
+            (Precision::Int8, Some(isa)) => Some(int8::close_call_margin(isa)),
+            _ => None,
+        }
+    }
 }
 
 /// The f32 elements of a contiguous tensor, from its storage and layout.

@@ -208,8 +208,9 @@ impl BiEncoder {
     }
 
     /// The number format of the encoders' products at inference; f32 unless set.
+    /// [`Precision::Auto`] is resolved for this CPU here.
     pub fn set_precision(&mut self, precision: Precision) {
-        self.precision = precision;
+        self.precision = precision.resolve();
     }
 
     /// How levels are decided from now on; the tensors are untouched.
@@ -221,18 +222,26 @@ impl BiEncoder {
         self.precision
     }
 
-    /// The inference mode of the encoders: quantized products under int8 precision.
-    fn infer_mode(&self) -> Mode<'static> {
-        match self.precision {
-            Precision::F32 => Mode::Infer,
+    /// The inference mode of the encoders at `precision`: quantized products under int8.
+    fn infer_mode(precision: Precision) -> Mode<'static> {
+        match precision.resolve() {
             Precision::Int8 => Mode::Quantized,
+            Precision::F32 | Precision::Auto => Mode::Infer,
         }
     }
 
     /// Hidden states of the frozen seeker encoder. It never trains, so it runs without dropout
     /// and its output can be computed once and reused by every mechanism and epoch.
     pub fn encode_seekers(&self, batch: &TokenBatch) -> Result<Tensor> {
-        Ok(self.seeker.forward(batch, self.infer_mode())?.detach())
+        self.encode_seekers_at(batch, self.precision)
+    }
+
+    /// [`BiEncoder::encode_seekers`] at a precision other than the model's.
+    pub fn encode_seekers_at(&self, batch: &TokenBatch, precision: Precision) -> Result<Tensor> {
+        Ok(self
+            .seeker
+            .forward(batch, Self::infer_mode(precision))?
+            .detach())
     }
 
     /// Logits for every mechanism, given the seeker states (batch, seeker tokens, hidden) and
@@ -249,12 +258,25 @@ impl BiEncoder {
     }
 
     /// Hidden states of the responder encoder(s): one tensor when shared, one per mechanism
-    /// when separate.
+    /// when separate. [`Mode::Infer`] runs at the model's precision.
     pub fn encode_responses(&self, response: &TokenBatch, mode: Mode) -> Result<Vec<Tensor>> {
         let mode = match mode {
-            Mode::Infer => self.infer_mode(),
+            Mode::Infer => Self::infer_mode(self.precision),
             other => other,
         };
+        self.run_responders(response, mode)
+    }
+
+    /// [`BiEncoder::encode_responses`] for inference at a precision other than the model's.
+    pub fn encode_responses_at(
+        &self,
+        response: &TokenBatch,
+        precision: Precision,
+    ) -> Result<Vec<Tensor>> {
+        self.run_responders(response, Self::infer_mode(precision))
+    }
+
+    fn run_responders(&self, response: &TokenBatch, mode: Mode) -> Result<Vec<Tensor>> {
         self.responders
             .iter()
             .map(|r| r.forward(response, mode))

@@ -28,6 +28,24 @@ impl LevelOffsets {
     pub fn decide(&self, m: Mechanism, probs: &[f32; NUM_LEVELS]) -> u8 {
         decide(&self.of(m), probs)
     }
+
+    /// How clearly `m`'s decision is taken: the decided level's log-probability plus offset,
+    /// less the largest of the other levels'. A change of the log-probabilities by less than
+    /// half of it cannot change the decision.
+    pub fn margin(&self, m: Mechanism, probs: &[f32; NUM_LEVELS]) -> f32 {
+        let offsets = self.of(m);
+        let mut scores: [f32; NUM_LEVELS] = std::array::from_fn(|l| probs[l].ln() + offsets[l]);
+        let best = usize::from(self.decide(m, probs));
+        let top = scores[best];
+        scores[best] = f32::NEG_INFINITY;
+        let second = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // Two levels of probability 0 (ln = -inf) are no close call.
+        if top == second {
+            0.0
+        } else {
+            top - second
+        }
+    }
 }
 
 /// The level whose log-probability plus offset is largest; on a tie the lower level, as a
@@ -54,6 +72,29 @@ pub fn decide(offsets: &[f32; NUM_LEVELS], probs: &[f32; NUM_LEVELS]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_margin_is_the_decided_levels_lead_in_log_probability_plus_offset() {
+        let offsets = LevelOffsets(
+            [(Mechanism::EmotionalReactions, [0.0, 0.7, 0.0])]
+                .into_iter()
+                .collect(),
+        );
+        let p = [0.5, 0.3, 0.2];
+        let lead = |a: f32, b: f32| a.ln() - b.ln();
+        assert!((offsets.margin(Mechanism::Interpretations, &p) - lead(0.5, 0.3)).abs() < 1e-6);
+        // ER decides level 1 (ln 0.3 + 0.7 > ln 0.5), by 0.7 - ln(0.5 / 0.3).
+        assert_eq!(offsets.decide(Mechanism::EmotionalReactions, &p), 1);
+        let er = offsets.margin(Mechanism::EmotionalReactions, &p);
+        assert!((er - (0.7 - lead(0.5, 0.3))).abs() < 1e-6, "{er}");
+        assert_eq!(
+            offsets.margin(Mechanism::Interpretations, &[0.4, 0.4, 0.2]),
+            0.0
+        );
+        assert!(offsets
+            .margin(Mechanism::Interpretations, &[1.0, 0.0, 0.0])
+            .is_infinite());
+    }
 
     #[test]
     fn zero_offsets_are_the_argmax_and_an_offset_moves_the_decision() {

@@ -4,7 +4,7 @@ use super::seeker_cache::SeekerCache;
 use super::BATCH;
 use crate::encoder::layers::Mode;
 use crate::encoder::TokenBatch;
-use crate::kernels;
+use crate::kernels::{self, Precision};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::model::BiEncoder;
 use crate::text::{Encoded, TextEncoder};
@@ -40,6 +40,17 @@ impl Scorer<'_> {
         seekers: &[&Encoded],
         responses: &[&Encoded],
     ) -> Result<Vec<Vec<MechanismScore>>> {
+        let scores = self.score_encoded_at(seekers, responses, self.model.precision())?;
+        self.settle_close_calls(seekers, responses, scores)
+    }
+
+    /// [`Scorer::score_encoded`] at `precision`, close calls and all.
+    fn score_encoded_at(
+        &self,
+        seekers: &[&Encoded],
+        responses: &[&Encoded],
+        precision: Precision,
+    ) -> Result<Vec<Vec<MechanismScore>>> {
         if seekers.is_empty() {
             return Ok(Vec::new());
         }
@@ -55,11 +66,11 @@ impl Scorer<'_> {
         // large batch keeps both cores busy already.
         // Each side carries on into its part of the heads, which needs nothing of the other.
         let seeker_side = || {
-            let states = self.model.encode_seekers(&seeker_batch)?;
+            let states = self.model.encode_seekers_at(&seeker_batch, precision)?;
             self.model.seeker_side(&states, &seeker_batch.mask)
         };
         let response_side = || {
-            let states = self.model.encode_responses(&response_batch, Mode::Infer)?;
+            let states = self.model.encode_responses_at(&response_batch, precision)?;
             self.model.response_side(states)
         };
         let (seeker, response) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
@@ -163,11 +174,47 @@ impl Scorer<'_> {
             .collect::<Result<Vec<_>>>()?;
         let states = Tensor::stack(&padded, 0)?;
         let response_batch = padded_batch_of(responses, self.pad_id, None, self.device)?;
-        let response_states = self.model.encode_responses(&response_batch, Mode::Infer)?;
+        let response_states = self
+            .model
+            .encode_responses_at(&response_batch, self.model.precision())?;
         let logits =
             self.model
                 .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
-        self.scores(&logits, responses)
+        let scores = self.scores(&logits, responses)?;
+        self.settle_close_calls(seekers, responses, scores)
+    }
+
+    /// Under int8 products, the pairs whose decision for some mechanism is a close call (its
+    /// margin is under [`Precision::close_call_margin`]) are scored again in f32, seeker and
+    /// response: their levels, probabilities and rationales become f32's. The rest keep
+    /// int8's, whose error is smaller than their margin, so every level is the one f32 decides.
+    fn settle_close_calls(
+        &self,
+        seekers: &[&Encoded],
+        responses: &[&Encoded],
+        mut scores: Vec<Vec<MechanismScore>>,
+    ) -> Result<Vec<Vec<MechanismScore>>> {
+        let Some(limit) = self.model.precision().close_call_margin() else {
+            return Ok(scores);
+        };
+        let offsets = &self.model.config().level_offsets;
+        let close: Vec<usize> = (0..scores.len())
+            .filter(|&i| {
+                scores[i]
+                    .iter()
+                    .any(|s| offsets.margin(s.mechanism, &s.probs) < limit)
+            })
+            .collect();
+        if close.is_empty() {
+            return Ok(scores);
+        }
+        let s: Vec<&Encoded> = close.iter().map(|&i| seekers[i]).collect();
+        let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
+        let again = self.score_encoded_at(&s, &r, Precision::F32)?;
+        for (i, again) in close.into_iter().zip(again) {
+            scores[i] = again;
+        }
+        Ok(scores)
     }
 
     /// Seeker states (tokens, hidden), one per post of `seekers`, encoding only the posts
