@@ -70,52 +70,75 @@ fn int8_keeps_f32s_levels_by_scoring_close_calls_in_f32() {
     let split = bundle.info.split.clone().unwrap();
     let (_, dev) = split.partition(&dataset.examples);
     let features = epitome::features::featurize(&bundle.text, &dev).unwrap();
+    let seekers: Vec<&Encoded> = features.iter().map(|f| &f.seeker).collect();
+    let responses: Vec<&Encoded> = features.iter().map(|f| &f.response).collect();
+    let batches: Vec<Vec<usize>> = (0..features.len())
+        .collect::<Vec<_>>()
+        .chunks(32)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
+    // Both ways pairs are scored: batches that encode their seeker posts (`serve`, `eval`),
+    // and a file's batches whose seeker states come from the cache (`predict --input`), where
+    // a close call reuses them.
     let run = |bundle: &epitome::bundle::LoadedBundle| {
-        let scores: Vec<_> = features
-            .chunks(32)
-            .flat_map(|chunk| {
-                let s: Vec<&Encoded> = chunk.iter().map(|f| &f.seeker).collect();
-                let r: Vec<&Encoded> = chunk.iter().map(|f| &f.response).collect();
-                bundle.scorer().score_encoded(&s, &r).unwrap()
+        let scorer = bundle.scorer();
+        let encoding: Vec<_> = batches
+            .iter()
+            .flat_map(|b| {
+                let s: Vec<&Encoded> = b.iter().map(|&i| seekers[i]).collect();
+                let r: Vec<&Encoded> = b.iter().map(|&i| responses[i]).collect();
+                scorer.score_encoded(&s, &r).unwrap()
             })
             .collect();
-        let report = epitome::evaluate::evaluate(&bundle.scorer(), &features, 32, |_| {});
-        (scores, report.unwrap())
+        let mut cache = epitome::predict::SeekerCache::new(64 << 20);
+        let cached = scorer
+            .score_batches(&seekers, &responses, &batches, Some(&mut cache))
+            .unwrap();
+        let report = epitome::evaluate::evaluate(&scorer, &features, 32, |_| {});
+        ([encoding, cached], report.unwrap())
     };
     let (f32s, f32_report) = run(&bundle);
     bundle.model.set_precision(Precision::Int8);
     let (int8s, int8_report) = run(&bundle);
 
     let offsets = &bundle.model.config().level_offsets;
-    let (mut as_f32, mut as_int8) = (0, 0);
-    for (i, (a, b)) in f32s.iter().zip(&int8s).enumerate() {
-        let same = a.iter().zip(b).all(|(x, y)| {
-            x.probs
+    for (path, (f32s, int8s)) in ["encoding", "cached"].iter().zip(f32s.iter().zip(&int8s)) {
+        let (mut as_f32, mut as_int8) = (0, 0);
+        for (i, (a, b)) in f32s.iter().zip(int8s).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| {
+                x.probs
+                    .iter()
+                    .zip(&y.probs)
+                    .all(|(p, q)| (p - q).abs() <= 1e-4)
+            });
+            let clear = b
                 .iter()
-                .zip(&y.probs)
-                .all(|(p, q)| (p - q).abs() <= 1e-4)
-        });
-        let clear = b
-            .iter()
-            .all(|s| offsets.margin(s.mechanism, &s.probs) >= limit);
+                .all(|s| offsets.margin(s.mechanism, &s.probs) >= limit);
+            assert!(
+                same || clear,
+                "{path}: dev pair {i}: a close call kept int8's scores"
+            );
+            for (x, y) in a.iter().zip(b) {
+                assert_eq!(
+                    x.level,
+                    y.level,
+                    "{path}: dev pair {i} {}",
+                    x.mechanism.code()
+                );
+            }
+            if same {
+                as_f32 += 1;
+            } else {
+                as_int8 += 1;
+            }
+        }
+        // Both routes were taken: int8 really ran, and close calls were scored again.
         assert!(
-            same || clear,
-            "dev pair {i}: a close call kept int8's scores"
+            as_f32 > 0 && as_int8 > 0,
+            "{path}: {as_f32} pairs as f32, {as_int8} as int8"
         );
-        for (x, y) in a.iter().zip(b) {
-            assert_eq!(x.level, y.level, "dev pair {i} {}", x.mechanism.code());
-        }
-        if same {
-            as_f32 += 1;
-        } else {
-            as_int8 += 1;
-        }
     }
-    // Both routes were taken: int8 really ran, and close calls were scored again.
-    assert!(
-        as_f32 > 0 && as_int8 > 0,
-        "{as_f32} pairs as f32, {as_int8} as int8"
-    );
 
     for (a, b) in f32_report.mechanisms.iter().zip(&int8_report.mechanisms) {
         let code = a.mechanism.code();

@@ -41,10 +41,14 @@ impl Scorer<'_> {
         responses: &[&Encoded],
     ) -> Result<Vec<Vec<MechanismScore>>> {
         let scores = self.score_encoded_at(seekers, responses, self.model.precision())?;
-        self.settle_close_calls(seekers, responses, scores)
+        self.settle_close_calls(scores, |close| {
+            let s: Vec<&Encoded> = close.iter().map(|&i| seekers[i]).collect();
+            let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
+            self.score_encoded_at(&s, &r, Precision::F32)
+        })
     }
 
-    /// [`Scorer::score_encoded`] at `precision`, close calls and all.
+    /// [`Scorer::score_encoded`] with every pair at `precision`, close calls included.
     fn score_encoded_at(
         &self,
         seekers: &[&Encoded],
@@ -66,7 +70,7 @@ impl Scorer<'_> {
         // large batch keeps both cores busy already.
         // Each side carries on into its part of the heads, which needs nothing of the other.
         let seeker_side = || {
-            let states = self.model.encode_seekers_at(&seeker_batch, precision)?;
+            let states = self.model.encode_seekers(&seeker_batch)?;
             self.model.seeker_side(&states, &seeker_batch.mask)
         };
         let response_side = || {
@@ -129,7 +133,16 @@ impl Scorer<'_> {
             match &rows {
                 Some(rows) => {
                     let rows: Vec<Tensor> = batch.iter().map(|&i| rows[i].clone()).collect();
-                    self.score_with_seeker_rows(&rows, &s, &r)
+                    let precision = self.model.precision();
+                    let scores = self.score_with_seeker_rows(&rows, &s, &r, precision)?;
+                    // Close calls reuse the cached seeker states: only their responses are
+                    // encoded again.
+                    self.settle_close_calls(scores, |close| {
+                        let rows: Vec<Tensor> = close.iter().map(|&i| rows[i].clone()).collect();
+                        let s: Vec<&Encoded> = close.iter().map(|&i| s[i]).collect();
+                        let r: Vec<&Encoded> = close.iter().map(|&i| r[i]).collect();
+                        self.score_with_seeker_rows(&rows, &s, &r, Precision::F32)
+                    })
                 }
                 None => self.score_encoded(&s, &r),
             }
@@ -159,12 +172,14 @@ impl Scorer<'_> {
         Ok(out)
     }
 
-    /// Scores one batch whose seeker states (tokens, hidden), one per pair, are given.
+    /// Scores one batch whose seeker states (tokens, hidden), one per pair, are given, with
+    /// the responder's products at `precision`.
     fn score_with_seeker_rows(
         &self,
         rows: &[Tensor],
         seekers: &[&Encoded],
         responses: &[&Encoded],
+        precision: Precision,
     ) -> Result<Vec<Vec<MechanismScore>>> {
         let seeker_batch = padded_batch_of(seekers, self.pad_id, None, self.device)?;
         let width = seeker_batch.lengths.iter().copied().max().unwrap_or(0);
@@ -174,25 +189,22 @@ impl Scorer<'_> {
             .collect::<Result<Vec<_>>>()?;
         let states = Tensor::stack(&padded, 0)?;
         let response_batch = padded_batch_of(responses, self.pad_id, None, self.device)?;
-        let response_states = self
-            .model
-            .encode_responses_at(&response_batch, self.model.precision())?;
+        let response_states = self.model.encode_responses_at(&response_batch, precision)?;
         let logits =
             self.model
                 .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
-        let scores = self.scores(&logits, responses)?;
-        self.settle_close_calls(seekers, responses, scores)
+        self.scores(&logits, responses)
     }
 
     /// Under int8 products, the pairs whose decision for some mechanism is a close call (its
-    /// margin is under [`Precision::close_call_margin`]) are scored again in f32, seeker and
-    /// response: their levels, probabilities and rationales become f32's. The rest keep
-    /// int8's, whose error is smaller than their margin, so every level is the one f32 decides.
+    /// margin is under [`Precision::close_call_margin`]) are scored again in f32 by
+    /// `in_f32` (given their indices): their levels, probabilities and rationales become
+    /// f32's. The rest keep int8's: their margins are larger than any change int8 was measured
+    /// to make to one, so their levels are f32's too.
     fn settle_close_calls(
         &self,
-        seekers: &[&Encoded],
-        responses: &[&Encoded],
         mut scores: Vec<Vec<MechanismScore>>,
+        in_f32: impl FnOnce(&[usize]) -> Result<Vec<Vec<MechanismScore>>>,
     ) -> Result<Vec<Vec<MechanismScore>>> {
         let Some(limit) = self.model.precision().close_call_margin() else {
             return Ok(scores);
@@ -208,9 +220,7 @@ impl Scorer<'_> {
         if close.is_empty() {
             return Ok(scores);
         }
-        let s: Vec<&Encoded> = close.iter().map(|&i| seekers[i]).collect();
-        let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
-        let again = self.score_encoded_at(&s, &r, Precision::F32)?;
+        let again = in_f32(&close)?;
         for (i, again) in close.into_iter().zip(again) {
             scores[i] = again;
         }
