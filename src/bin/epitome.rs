@@ -537,9 +537,10 @@ struct ModelArg {
     /// ships with epitome (installed into the cache on first use, with the default encoder).
     #[arg(long, env = "EPITOME_MODEL", default_value = ModelSource::SHIPPED)]
     model: ModelSource,
-    /// Number format of the encoders' products: f32; int8 (int8 weights and activations, f32
-    /// norms and softmax, close calls scored again in f32: the levels stay f32's, see
-    /// docs/RESULTS.md); or auto, int8 where the CPU has AVX-512 VNNI and f32 elsewhere.
+    /// Number format of the encoders' products: f32; int8 (the responder encoder's products
+    /// with int8 weights and activations, close calls scored again in f32: the levels stay
+    /// f32's, see docs/RESULTS.md); or auto, int8 where the CPU has AVX-512 VNNI and f32
+    /// elsewhere.
     #[arg(long, value_enum, env = "EPITOME_PRECISION", default_value = "auto")]
     precision: epitome::kernels::Precision,
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone, Copy)]
 pub enum Mode<'a> {
     Infer,
-    /// Inference with the encoders' products quantized to int8 (`Precision::Int8`).
+    /// Inference with the encoder's products quantized to int8 (`Precision::Int8`).
     Quantized,
     Train(&'a Mutex<SplitMix64>),
 }

@@ -48,10 +48,10 @@ pub enum Precision {
     /// f32 throughout.
     #[default]
     F32,
-    /// The encoders' products with int8 weights and u8 activations ([`int8`]); norms,
-    /// softmax, GELU and the mechanism heads stay f32. A pair whose decision int8 could have
-    /// changed (its margin is under [`Precision::close_call_margin`]) is scored again in f32.
-    /// Needs AVX2; elsewhere f32 runs.
+    /// The responder encoder's products with int8 weights and u8 activations ([`int8`]);
+    /// the seeker encoder, norms, softmax, GELU and the mechanism heads stay f32. A pair whose
+    /// decision int8 could have changed (its margin is under [`Precision::close_call_margin`])
+    /// is scored again in f32. Needs AVX2; elsewhere f32 runs.
     Int8,
     /// Int8 where the CPU has AVX-512 VNNI, f32 elsewhere: int8 is the faster there, and its
     /// levels are f32's (docs/RESULTS.md); on AVX2 alone its gain is smaller and more of its
