@@ -72,12 +72,8 @@ fn int8_keeps_f32s_levels_by_scoring_close_calls_in_f32() {
     let features = epitome::features::featurize(&bundle.text, &dev).unwrap();
     let seekers: Vec<&Encoded> = features.iter().map(|f| &f.seeker).collect();
     let responses: Vec<&Encoded> = features.iter().map(|f| &f.response).collect();
-    let batches: Vec<Vec<usize>> = (0..features.len())
-        .collect::<Vec<_>>()
-        .chunks(32)
-        .map(<[usize]>::to_vec)
-        .collect();
-    let batches: Vec<&[usize]> = batches.iter().map(Vec::as_slice).collect();
+    let order: Vec<usize> = (0..features.len()).collect();
+    let batches: Vec<&[usize]> = order.chunks(32).collect();
     // Both ways pairs are scored: batches that encode their seeker posts (`serve`, `eval`),
     // and a file's batches whose seeker states come from the cache (`predict --input`), where
     // a close call reuses them.
