@@ -78,6 +78,79 @@ fn train_writes_a_complete_bundle_with_its_split() {
 }
 
 #[test]
+fn an_ordinal_level_head_trains_saves_and_scores_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let args = [
+        "--limit",
+        "48",
+        "--dev-fraction",
+        "0.25",
+        "--level-head",
+        "ordinal",
+    ];
+    let out = train_tiny(dir.path(), &model, &args);
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(info["model"]["level_head"], "ordinal");
+    let command = info["training"]["command"].as_str().unwrap_or_default();
+    assert!(command.contains("--level-head ordinal"), "{info}");
+
+    // The loaded bundle decides as the trained model did: its two outputs per head are read
+    // as the ordinal head's, not as three levels' logits.
+    let json = dir.path().join("metrics.json");
+    let data = data_dir();
+    let eval = epitome(
+        dir.path(),
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--split",
+            "dev",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let evaluated: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for (e, recorded) in evaluated["mechanisms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(info["dev_metrics"]["mechanisms"].as_array().unwrap())
+    {
+        assert_eq!(e["level"]["confusion"], recorded["level"]["confusion"]);
+    }
+
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"seeker_post\": \"I can't sleep and I feel alone.\", \"response_post\": \"That sounds so hard. What keeps you up?\"}\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.jsonl");
+    let predicted = predict_file(dir.path(), &model, &input, &output);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let row: Value = serde_json::from_str(
+        std::fs::read_to_string(&output)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for m in ["ER", "IP", "EX"] {
+        let probs: Vec<f64> = serde_json::from_value(row[m]["probs"].clone()).unwrap();
+        assert_eq!(probs.len(), 3, "{row}");
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{row}");
+    }
+}
+
+#[test]
 fn eval_reports_every_metric_per_mechanism() {
     let model = trained_model();
     let dir = tempfile::tempdir().unwrap();

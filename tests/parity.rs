@@ -128,6 +128,7 @@ fn check_original_biencoder(checkpoint: &str) {
         mask_seeker_padding: false,
         pad_to_max_len: false,
         level_offsets: Default::default(),
+        level_head: Default::default(),
     };
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(&dev), &pretrained.config, &config).unwrap();

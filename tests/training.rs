@@ -8,7 +8,7 @@ use common::*;
 use epitome::data::load_epitome;
 use epitome::encoder::PretrainedEncoder;
 use epitome::features::{featurize, Features};
-use epitome::model::ResponderSharing;
+use epitome::model::{LevelHead, ResponderSharing};
 use epitome::train::{ClassWeighting, LevelWeighting, TrainOptions, Trainer};
 use epitome::Mechanism;
 
@@ -55,8 +55,15 @@ fn options(responder: ResponderSharing, train_embeddings: bool) -> TrainOptions 
 
 #[test]
 fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
-    for responder in [ResponderSharing::Shared, ResponderSharing::Separate] {
-        let (mut trainer, features) = setup(&options(responder, true));
+    for (responder, level_head) in [
+        (ResponderSharing::Shared, LevelHead::Softmax),
+        (ResponderSharing::Separate, LevelHead::Softmax),
+        (ResponderSharing::Shared, LevelHead::Ordinal),
+    ] {
+        let (mut trainer, features) = setup(&TrainOptions {
+            level_head,
+            ..options(responder, true)
+        });
         let refs: Vec<&Features> = features.iter().collect();
         let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
         let state_refs: Vec<_> = states.iter().collect();
@@ -114,19 +121,22 @@ fn frozen_word_embeddings_are_not_trainable() {
 
 #[test]
 fn loss_goes_down_on_a_repeated_batch() {
-    let (mut trainer, features) = setup(&TrainOptions {
-        dropout: 0.0,
-        ..options(ResponderSharing::Shared, true)
-    });
-    let refs: Vec<&Features> = features.iter().collect();
-    let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
-    let state_refs: Vec<_> = states.iter().collect();
-    let first = trainer.step(&refs, &state_refs).unwrap().loss;
-    let mut last = first;
-    for _ in 0..30 {
-        last = trainer.step(&refs, &state_refs).unwrap().loss;
+    for level_head in [LevelHead::Softmax, LevelHead::Ordinal] {
+        let (mut trainer, features) = setup(&TrainOptions {
+            dropout: 0.0,
+            level_head,
+            ..options(ResponderSharing::Shared, true)
+        });
+        let refs: Vec<&Features> = features.iter().collect();
+        let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
+        let state_refs: Vec<_> = states.iter().collect();
+        let first = trainer.step(&refs, &state_refs).unwrap().loss;
+        let mut last = first;
+        for _ in 0..30 {
+            last = trainer.step(&refs, &state_refs).unwrap().loss;
+        }
+        assert!(last < first * 0.8, "{level_head:?}: loss {first} -> {last}");
     }
-    assert!(last < first * 0.8, "loss {first} -> {last}");
 }
 
 #[test]

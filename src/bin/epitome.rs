@@ -12,7 +12,7 @@ use epitome::encoder::fetch::{
 };
 use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::{evaluate_bundle, EvalSplit};
-use epitome::model::ResponderSharing;
+use epitome::model::{LevelHead, ResponderSharing};
 use epitome::predict::{predict_file, predict_pairs, FileRun, PairPrediction, Shard};
 use epitome::progress::{Progress, Unit};
 use epitome::serve::{read_token_file, ServeConfig};
@@ -634,6 +634,10 @@ struct TrainArgs {
     /// Fine-tune the responder's word embeddings too.
     #[arg(long)]
     train_embeddings: Option<bool>,
+    /// Level head: softmax over the three levels (the paper's), or ordinal (P(level ≥ 1) and
+    /// P(level = 2 | level ≥ 1), so that level 1 learns from every pair).
+    #[arg(long, value_enum)]
+    level_head: Option<LevelHead>,
     /// Fraction of steps with a linear learning-rate warm-up.
     #[arg(long)]
     warmup: Option<f64>,
@@ -664,6 +668,7 @@ impl TrainArgs {
             responder,
             class_weights,
             train_embeddings,
+            level_head,
             warmup,
             weight_decay
         );
@@ -1520,6 +1525,7 @@ mod tests {
         options.responder = ResponderSharing::Separate;
         options.class_weights = "ER=none,IP=sqrt,EX=inverse".parse().unwrap();
         options.fold = Some(epitome::data::Fold { index: 1, count: 5 });
+        options.level_head = LevelHead::Ordinal;
         let line = options.command_line();
         let args: Vec<&str> = line.split_whitespace().collect();
         let cli = Cli::try_parse_from(args).unwrap();

@@ -400,6 +400,9 @@ mod tests {
         assert_eq!(plain.options, TrainOptions::default_for_minilm());
         assert!("x:seed=3".parse::<Recipe>().is_err());
         assert!("x:dev_fraction=0.2".parse::<Recipe>().is_err());
+        let ordinal: Recipe = "ord:level_head=ordinal".parse().unwrap();
+        assert_eq!(ordinal.options.level_head, crate::model::LevelHead::Ordinal);
+        assert!("x:level_head=cubic".parse::<Recipe>().is_err());
         assert!("x:colour=blue".parse::<Recipe>().is_err());
         assert!("x:epochs=0".parse::<Recipe>().is_err());
         assert!("../up".parse::<Recipe>().is_err());

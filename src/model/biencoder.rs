@@ -6,11 +6,12 @@
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
 //! by prefix alone.
 
+use super::level_head::LevelHead;
 use super::offsets::LevelOffsets;
 use crate::encoder::layers::{Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
 use crate::kernels::{self, Precision};
-use crate::mechanism::{Mechanism, NUM_LEVELS};
+use crate::mechanism::Mechanism;
 use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct ModelConfig {
     /// their settings digests.
     #[serde(default, skip_serializing_if = "LevelOffsets::is_empty")]
     pub level_offsets: LevelOffsets,
+    /// The kind of level head; absent from bundle.json when it is the paper's softmax, for
+    /// the same reason.
+    #[serde(default, skip_serializing_if = "LevelHead::is_softmax")]
+    pub level_head: LevelHead,
 }
 
 pub const SEEKER_PREFIX: &str = "seeker";
@@ -130,6 +135,35 @@ pub struct SeekerSide {
     lengths: Vec<usize>,
 }
 
+impl SeekerSide {
+    /// The side of the batch's rows `rows`, in that order: what scoring those pairs again
+    /// (close calls under int8) needs of their seeker posts, without encoding them again.
+    pub fn rows(&self, rows: &[usize]) -> Result<Self> {
+        let Some(first) = self.keys.first() else {
+            return Ok(Self {
+                keys: Vec::new(),
+                lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
+            });
+        };
+        let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let index = Tensor::new(index.as_slice(), first.k.device())?;
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| {
+                Ok(Keys {
+                    k: k.k.index_select(&index, 0)?,
+                    v: k.v.index_select(&index, 0)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            keys,
+            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
+        })
+    }
+}
+
 /// What the heads need from the responder encoder(s): their states and every mechanism's
 /// queries, which likewise need nothing of the seeker.
 pub struct ResponseSide {
@@ -149,7 +183,7 @@ struct MechanismLayers {
 /// Logits of one mechanism for a batch.
 pub struct MechanismLogits {
     pub mechanism: Mechanism,
-    /// (batch, 3)
+    /// (batch, 3): scores whose softmax is the levels' probabilities.
     pub level: Tensor,
     /// (batch, response tokens, 2)
     pub rationale: Tensor,
@@ -187,7 +221,11 @@ impl BiEncoder {
                     responder: prefixes.iter().position(|p| *p == own).unwrap_or(0),
                     attention: CrossAttention::load(mvb.pp("attn"), hidden)?,
                     level_dense: Linear::load(head.pp("dense"), hidden, hidden)?,
-                    level_out: Linear::load(head.pp("out_proj"), hidden, NUM_LEVELS)?,
+                    level_out: Linear::load(
+                        head.pp("out_proj"),
+                        hidden,
+                        config.level_head.outputs(),
+                    )?,
                     rationale: Linear::load(mvb.pp("rationale_classifier"), hidden, 2)?,
                 })
             })
@@ -345,7 +383,7 @@ impl BiEncoder {
                 let x = self.dropout.forward(&first, mode)?;
                 let x = m.level_dense.forward(&x)?.relu()?;
                 let x = self.dropout.forward(&x, mode)?;
-                let level = m.level_out.forward(&x)?;
+                let level = self.config.level_head.level_scores(&m.level_out.forward(&x)?)?;
                 let rationale = m.rationale.forward(&self.dropout.forward(&hr, mode)?)?;
                 Ok(MechanismLogits {
                     mechanism: m.mechanism,

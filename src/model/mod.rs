@@ -2,6 +2,7 @@
 
 mod biencoder;
 pub mod import;
+mod level_head;
 pub mod loss;
 pub mod offsets;
 pub mod params;
@@ -9,6 +10,7 @@ pub mod params;
 pub use biencoder::{
     BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, RESPONDER_PREFIX, SEEKER_PREFIX,
 };
+pub use level_head::LevelHead;
 pub use offsets::LevelOffsets;
 
 /// candle attaches a backtrace to its errors when RUST_BACKTRACE is set: kilobytes of build

@@ -33,8 +33,7 @@ impl LevelOffsets {
     /// less the largest of the other levels'. A change of the log-probabilities by less than
     /// half of it cannot change the decision.
     pub fn margin(&self, m: Mechanism, probs: &[f32; NUM_LEVELS]) -> f32 {
-        let offsets = self.of(m);
-        let mut scores: [f32; NUM_LEVELS] = std::array::from_fn(|l| probs[l].ln() + offsets[l]);
+        let mut scores = offset_log_probs(&self.of(m), probs);
         let best = usize::from(self.decide(m, probs));
         let top = scores[best];
         scores[best] = f32::NEG_INFINITY;
@@ -52,21 +51,23 @@ impl LevelOffsets {
 /// plain argmax would pick. Without offsets it is the argmax of the probabilities themselves
 /// (two close probabilities can round to one logarithm).
 pub fn decide(offsets: &[f32; NUM_LEVELS], probs: &[f32; NUM_LEVELS]) -> u8 {
-    let zero = offsets.iter().all(|&o| o == 0.0);
+    let scores = if offsets.iter().all(|&o| o == 0.0) {
+        *probs
+    } else {
+        offset_log_probs(offsets, probs)
+    };
     let mut best = 0;
-    let mut best_score = f32::NEG_INFINITY;
-    for level in 0..NUM_LEVELS {
-        let score = if zero {
-            probs[level]
-        } else {
-            probs[level].ln() + offsets[level]
-        };
-        if score > best_score {
+    for level in 1..NUM_LEVELS {
+        if scores[level] > scores[best] {
             best = level;
-            best_score = score;
         }
     }
     best as u8
+}
+
+/// Each level's log-probability plus its offset: what a decision with offsets compares.
+fn offset_log_probs(offsets: &[f32; NUM_LEVELS], probs: &[f32; NUM_LEVELS]) -> [f32; NUM_LEVELS] {
+    std::array::from_fn(|l| probs[l].ln() + offsets[l])
 }
 
 #[cfg(test)]

@@ -40,31 +40,11 @@ impl Scorer<'_> {
         seekers: &[&Encoded],
         responses: &[&Encoded],
     ) -> Result<Vec<Vec<MechanismScore>>> {
-        let scores = self.score_encoded_at(seekers, responses, self.model.precision())?;
-        self.settle_close_calls(scores, |close| {
-            let s: Vec<&Encoded> = close.iter().map(|&i| seekers[i]).collect();
-            let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
-            self.score_encoded_at(&s, &r, Precision::F32)
-        })
-    }
-
-    /// [`Scorer::score_encoded`] with every pair at `precision`, close calls included.
-    fn score_encoded_at(
-        &self,
-        seekers: &[&Encoded],
-        responses: &[&Encoded],
-        precision: Precision,
-    ) -> Result<Vec<Vec<MechanismScore>>> {
         if seekers.is_empty() {
             return Ok(Vec::new());
         }
-        let pad_to = self
-            .model
-            .config()
-            .pad_to_max_len
-            .then_some(self.text.max_len());
-        let seeker_batch = padded_batch_of(seekers, self.pad_id, pad_to, self.device)?;
-        let response_batch = padded_batch_of(responses, self.pad_id, pad_to, self.device)?;
+        let seeker_batch = padded_batch_of(seekers, self.pad_id, self.pad_to(), self.device)?;
+        let response_batch = padded_batch_of(responses, self.pad_id, self.pad_to(), self.device)?;
         // The seeker and responder encoders are independent. A small batch leaves a core idle
         // inside each matrix product, so the two run side by side, each single-threaded; a
         // large batch keeps both cores busy already.
@@ -74,6 +54,7 @@ impl Scorer<'_> {
             self.model.seeker_side(&states, &seeker_batch.mask)
         };
         let response_side = || {
+            let precision = self.model.precision();
             let states = self.model.encode_responses_at(&response_batch, precision)?;
             self.model.response_side(states)
         };
@@ -82,8 +63,30 @@ impl Scorer<'_> {
         } else {
             (seeker_side(), response_side())
         };
-        let logits = self.model.heads_of(&seeker?, &response?, Mode::Infer)?;
-        self.scores(&logits, responses)
+        let seeker = seeker?;
+        let logits = self.model.heads_of(&seeker, &response?, Mode::Infer)?;
+        let scores = self.scores(&logits, responses)?;
+        // The seeker encoder runs in f32 at every precision, so close calls reuse its side
+        // of the heads: only their responses are encoded again.
+        self.settle_close_calls(scores, |close| {
+            let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
+            let batch = padded_batch_of(&r, self.pad_id, self.pad_to(), self.device)?;
+            let states = self.model.encode_responses_at(&batch, Precision::F32)?;
+            let response = self.model.response_side(states)?;
+            let logits = self
+                .model
+                .heads_of(&seeker.rows(close)?, &response, Mode::Infer)?;
+            self.scores(&logits, &r)
+        })
+    }
+
+    /// The length every post is padded to: the maximum for imported models that need it
+    /// (see `ModelConfig::pad_to_max_len`), else none beyond the batch's longest.
+    fn pad_to(&self) -> Option<usize> {
+        self.model
+            .config()
+            .pad_to_max_len
+            .then_some(self.text.max_len())
     }
 
     /// Sentence embeddings of seeker posts: the unit-length mean of the frozen seeker

@@ -73,6 +73,7 @@ impl Trainer {
             mask_seeker_padding: true,
             pad_to_max_len: false,
             level_offsets: Default::default(),
+            level_head: options.level_head,
         };
         let tensors = bundle::assemble(&config, encoder.load_tensors(device)?, HashMap::new());
         let varmap = VarMap::new();

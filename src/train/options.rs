@@ -1,7 +1,7 @@
 //! Training settings: the defaults for the default encoder, and the paper's preset.
 
 use crate::mechanism::Mechanism;
-use crate::model::ResponderSharing;
+use crate::model::{LevelHead, ResponderSharing};
 use serde::{Deserialize, Serialize};
 
 /// How the level loss weighs the three levels.
@@ -119,6 +119,10 @@ pub struct TrainOptions {
     /// Whether the responder's word-embedding table trains. Freezing it saves most of the
     /// optimizer's work (it is half of MiniLM's parameters) and keeps rare words' vectors intact.
     pub train_embeddings: bool,
+    /// The kind of level head (the paper's softmax unless set; bundles made before it have
+    /// no entry).
+    #[serde(default)]
+    pub level_head: LevelHead,
 }
 
 impl TrainOptions {
@@ -144,6 +148,7 @@ impl TrainOptions {
             responder: ResponderSharing::Separate,
             class_weights: LevelWeighting::all(ClassWeighting::None),
             train_embeddings: true,
+            level_head: LevelHead::Softmax,
         }
     }
 
@@ -192,10 +197,15 @@ impl TrainOptions {
             class_weights => "class-weights",
             train_embeddings => "train-embeddings"
         );
+        use clap::ValueEnum;
         if self.responder != base.responder {
-            use clap::ValueEnum;
             if let Some(v) = self.responder.to_possible_value() {
                 flags.push(format!("--responder {}", v.get_name()));
+            }
+        }
+        if self.level_head != base.level_head {
+            if let Some(v) = self.level_head.to_possible_value() {
+                flags.push(format!("--level-head {}", v.get_name()));
             }
         }
         if let Some(limit) = self.limit {
