@@ -383,7 +383,10 @@ impl BiEncoder {
                 let x = self.dropout.forward(&first, mode)?;
                 let x = m.level_dense.forward(&x)?.relu()?;
                 let x = self.dropout.forward(&x, mode)?;
-                let level = self.config.level_head.level_scores(&m.level_out.forward(&x)?)?;
+                let level = self
+                    .config
+                    .level_head
+                    .level_scores(&m.level_out.forward(&x)?)?;
                 let rationale = m.rationale.forward(&self.dropout.forward(&hr, mode)?)?;
                 Ok(MechanismLogits {
                     mechanism: m.mechanism,

@@ -11,9 +11,7 @@ use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
 /// The kind of level head of every mechanism of a model.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LevelHead {
     /// Three logits, one per level, as in the paper.
