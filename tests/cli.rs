@@ -43,6 +43,25 @@ fn predict_file(home: &Path, model: &Path, input: &Path, output: &Path) -> Outpu
     predict_at(home, cwd, model, input, output.to_str().unwrap(), &[])
 }
 
+/// `epitome eval --model MODEL --data DATA --split dev --json JSON` on the shared data.
+fn eval_dev(home: &Path, model: &Path, json: &Path) -> Output {
+    let data = data_dir();
+    epitome(
+        home,
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--split",
+            "dev",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    )
+}
+
 fn chars(s: &str, start: usize, end: usize) -> String {
     s.chars().skip(start).take(end - start).collect()
 }
@@ -100,21 +119,7 @@ fn an_ordinal_level_head_trains_saves_and_scores_as_recorded() {
     // The loaded bundle decides as the trained model did: its two outputs per head are read
     // as the ordinal head's, not as three levels' logits.
     let json = dir.path().join("metrics.json");
-    let data = data_dir();
-    let eval = epitome(
-        dir.path(),
-        &[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--split",
-            "dev",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-    );
+    let eval = eval_dev(dir.path(), &model, &json);
     assert!(eval.status.success(), "{}", stderr(&eval));
     let evaluated: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for (e, recorded) in evaluated["mechanisms"]
@@ -155,20 +160,7 @@ fn eval_reports_every_metric_per_mechanism() {
     let model = trained_model();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("metrics.json");
-    let out = epitome(
-        dir.path(),
-        &[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data_dir().to_str().unwrap(),
-            "--split",
-            "dev",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-    );
+    let out = eval_dev(dir.path(), &model, &json);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     for word in ["ER", "IP", "EX", "macro-F1", "T-F1", "IOU-F1"] {

@@ -139,10 +139,11 @@ impl SeekerSide {
     /// The side of the batch's rows `rows`, in that order: what scoring those pairs again
     /// (close calls under int8) needs of their seeker posts, without encoding them again.
     pub fn rows(&self, rows: &[usize]) -> Result<Self> {
+        let lengths = rows.iter().map(|&r| self.lengths[r]).collect();
         let Some(first) = self.keys.first() else {
             return Ok(Self {
                 keys: Vec::new(),
-                lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
+                lengths,
             });
         };
         let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
@@ -157,10 +158,7 @@ impl SeekerSide {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Self {
-            keys,
-            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
-        })
+        Ok(Self { keys, lengths })
     }
 }
 

@@ -8,7 +8,8 @@ pub mod offsets;
 pub mod params;
 
 pub use biencoder::{
-    BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, RESPONDER_PREFIX, SEEKER_PREFIX,
+    BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, SeekerSide, RESPONDER_PREFIX,
+    SEEKER_PREFIX,
 };
 pub use level_head::LevelHead;
 pub use offsets::LevelOffsets;

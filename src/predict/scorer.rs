@@ -6,7 +6,7 @@ use crate::encoder::layers::Mode;
 use crate::encoder::TokenBatch;
 use crate::kernels::{self, Precision};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
-use crate::model::BiEncoder;
+use crate::model::{BiEncoder, SeekerSide};
 use crate::text::{Encoded, TextEncoder};
 use candle_core::{Device, Result, Tensor};
 
@@ -70,14 +70,23 @@ impl Scorer<'_> {
         // of the heads: only their responses are encoded again.
         self.settle_close_calls(scores, |close| {
             let r: Vec<&Encoded> = close.iter().map(|&i| responses[i]).collect();
-            let batch = padded_batch_of(&r, self.pad_id, self.pad_to(), self.device)?;
-            let states = self.model.encode_responses_at(&batch, Precision::F32)?;
-            let response = self.model.response_side(states)?;
-            let logits = self
-                .model
-                .heads_of(&seeker.rows(close)?, &response, Mode::Infer)?;
-            self.scores(&logits, &r)
+            self.score_responses(&seeker.rows(close)?, &r, Precision::F32)
         })
+    }
+
+    /// Scores `responses` against their pairs' seeker side of the heads, the responder's
+    /// products at `precision`.
+    fn score_responses(
+        &self,
+        seeker: &SeekerSide,
+        responses: &[&Encoded],
+        precision: Precision,
+    ) -> Result<Vec<Vec<MechanismScore>>> {
+        let batch = padded_batch_of(responses, self.pad_id, self.pad_to(), self.device)?;
+        let states = self.model.encode_responses_at(&batch, precision)?;
+        let response = self.model.response_side(states)?;
+        let logits = self.model.heads_of(seeker, &response, Mode::Infer)?;
+        self.scores(&logits, responses)
     }
 
     /// The length every post is padded to: the maximum for imported models that need it
@@ -191,12 +200,8 @@ impl Scorer<'_> {
             .map(|r| r.pad_with_zeros(0, 0, width - r.dim(0)?))
             .collect::<Result<Vec<_>>>()?;
         let states = Tensor::stack(&padded, 0)?;
-        let response_batch = padded_batch_of(responses, self.pad_id, None, self.device)?;
-        let response_states = self.model.encode_responses_at(&response_batch, precision)?;
-        let logits =
-            self.model
-                .heads(&states, &seeker_batch.mask, &response_states, Mode::Infer)?;
-        self.scores(&logits, responses)
+        let seeker = self.model.seeker_side(&states, &seeker_batch.mask)?;
+        self.score_responses(&seeker, responses, precision)
     }
 
     /// Under int8 products, the pairs whose decision for some mechanism is a close call (its
