@@ -8,7 +8,7 @@ use epitome::encoder::fetch::ensure_default_encoder;
 use epitome::encoder::layers::Mode;
 use epitome::encoder::{Encoder, PretrainedEncoder, TokenBatch};
 use epitome::model::import::{read_checkpoint, rename_original};
-use epitome::model::params::ParamSource;
+use epitome::model::params::{ParamSource, TrainPolicy};
 use epitome::model::{BiEncoder, ModelConfig, ResponderSharing};
 use epitome::Mechanism;
 
@@ -181,6 +181,82 @@ fn check_original_biencoder(checkpoint: &str) {
             "{checkpoint} case {n} rationale argmax"
         );
     }
+}
+
+/// A loaded model runs its heads multiplied out (the cross-attention's keys and values folded
+/// into its queries and output); a model in training runs them as learned. Both give the
+/// same logits, here on a batch of two pairs whose seeker posts differ in length (so one is
+/// padded, and masked).
+#[test]
+fn folded_heads_agree_with_the_heads_as_trained() {
+    let dev = Device::Cpu;
+    let pretrained = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
+    let tensors = rename_original(
+        read_checkpoint(&fixtures().join("tiny-biencoder/model.safetensors"), &dev).unwrap(),
+        Mechanism::EmotionalReactions,
+        "responder",
+    );
+    let config = ModelConfig {
+        mechanisms: vec![Mechanism::EmotionalReactions],
+        responder: ResponderSharing::Shared,
+        dropout: 0.1,
+        mask_seeker_padding: true,
+        pad_to_max_len: false,
+        level_offsets: Default::default(),
+        level_head: Default::default(),
+    };
+    let loaded = ParamSource::load(tensors.clone());
+    let folded = BiEncoder::load(loaded.var_builder(&dev), &pretrained.config, &config).unwrap();
+    let policy = TrainPolicy {
+        varmap: candle_nn::VarMap::new(),
+        rng: std::sync::Mutex::new(epitome::rng::SplitMix64::new(1)),
+        is_frozen: Box::new(|name: &str| name.starts_with("seeker")),
+        may_init: Box::new(|_: &str| false),
+    };
+    let training = ParamSource::train(tensors, policy);
+    let trained = BiEncoder::load(training.var_builder(&dev), &pretrained.config, &config).unwrap();
+    assert!(folded.heads_are_folded());
+    assert!(!trained.heads_are_folded());
+
+    let text = pretrained.text_encoder(64).unwrap();
+    let encode = |posts: &[&str]| {
+        let e: Vec<_> = posts.iter().map(|p| text.encode(p).unwrap()).collect();
+        let rows: Vec<(&[u32], &[u32])> = e
+            .iter()
+            .map(|e| (e.ids.as_slice(), e.type_ids.as_slice()))
+            .collect();
+        TokenBatch::new(&rows, 1, None, &dev).unwrap()
+    };
+    let seekers = encode(&[
+        "I failed my exam again and I feel like a complete failure, nothing works out for me.",
+        "Can't sleep.",
+    ]);
+    let responses = encode(&[
+        "I'm sorry. Exams are hard. What subject was it?",
+        "That sounds exhausting, I've been there too and it gets better.",
+    ]);
+    let run = |model: &BiEncoder| {
+        let states = model.encode_seekers(&seekers).unwrap();
+        model
+            .forward(&states, &seekers.mask, &responses, Mode::Infer)
+            .unwrap()
+            .remove(0)
+    };
+    let (a, b) = (run(&folded), run(&trained));
+    let largest_difference = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let level = largest_difference(&a.level, &b.level);
+    let rationale = largest_difference(&a.rationale, &b.rationale);
+    assert!(level < 1e-5, "level logits differ by {level}");
+    assert!(rationale < 1e-5, "rationale logits differ by {rationale}");
 }
 
 #[test]

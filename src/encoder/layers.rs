@@ -115,6 +115,29 @@ impl Linear {
         })
     }
 
+    /// A layer of fixed `weight` (out, in) and `bias` (out), laid out for inference.
+    pub fn from_tensors(weight: Tensor, bias: Tensor) -> Result<Self> {
+        Ok(Self {
+            weight: Weight::new(weight)?,
+            bias,
+            quantized: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Whether the layer never changes: neither its weight nor its bias is trained.
+    pub fn is_frozen(&self) -> bool {
+        !matches!(self.weight, Weight::Trainable(_)) && !self.bias.track_op()
+    }
+
+    /// The weight as Hugging Face stores it, (out, in).
+    pub fn weight(&self) -> Result<Tensor> {
+        self.weight.tensor()
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// [`Module::forward`], with int8 products under [`Mode::Quantized`] when nothing needs a
     /// gradient.
     pub fn forward_t(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {

@@ -6,6 +6,7 @@
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
 //! by prefix alone.
 
+use super::folded::FoldedAttention;
 use super::level_head::LevelHead;
 use super::offsets::LevelOffsets;
 use crate::encoder::layers::{Dropout, Linear, Mode};
@@ -127,12 +128,19 @@ struct Keys {
     v: Tensor,
 }
 
-/// What the heads need from the seeker encoder: every mechanism's keys and values, and how
-/// many seeker tokens each row may attend to. Computing it needs only the seeker states, so
-/// the serving path computes it on the seeker encoder's thread while the responder runs.
+/// What the heads need from the seeker encoder: every mechanism's keys and values (or, for
+/// folded heads, the states themselves), and how many seeker tokens each row may attend to.
+/// Computing it needs only the seeker states, so the serving path computes it on the seeker
+/// encoder's thread while the responder runs.
 pub struct SeekerSide {
-    keys: Vec<Keys>,
+    keys: SeekerKeys,
     lengths: Vec<usize>,
+}
+
+enum SeekerKeys {
+    PerMechanism(Vec<Keys>),
+    /// (batch, seeker tokens, hidden): what folded heads attend to, keys and values alike.
+    States(Tensor),
 }
 
 impl SeekerSide {
@@ -140,24 +148,21 @@ impl SeekerSide {
     /// (close calls under int8) needs of their seeker posts, without encoding them again.
     pub fn rows(&self, rows: &[usize]) -> Result<Self> {
         let lengths = rows.iter().map(|&r| self.lengths[r]).collect();
-        let Some(first) = self.keys.first() else {
-            return Ok(Self {
-                keys: Vec::new(),
-                lengths,
-            });
-        };
         let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let index = Tensor::new(index.as_slice(), first.k.device())?;
-        let keys = self
-            .keys
-            .iter()
-            .map(|k| {
-                Ok(Keys {
-                    k: k.k.index_select(&index, 0)?,
-                    v: k.v.index_select(&index, 0)?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let index = Tensor::new(index.as_slice(), &candle_core::Device::Cpu)?;
+        let keys = match &self.keys {
+            SeekerKeys::States(states) => SeekerKeys::States(states.index_select(&index, 0)?),
+            SeekerKeys::PerMechanism(keys) => SeekerKeys::PerMechanism(
+                keys.iter()
+                    .map(|k| {
+                        Ok(Keys {
+                            k: k.k.index_select(&index, 0)?,
+                            v: k.v.index_select(&index, 0)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+        };
         Ok(Self { keys, lengths })
     }
 }
@@ -191,6 +196,9 @@ pub struct BiEncoder {
     seeker: Encoder,
     responders: Vec<Encoder>,
     mechanisms: Vec<MechanismLayers>,
+    /// Every mechanism's attention and rationale head multiplied out, in `mechanisms`' order,
+    /// when none of them trains; inference then runs them.
+    folded: Option<Vec<FoldedAttention>>,
     dropout: Dropout,
     config: ModelConfig,
     precision: Precision,
@@ -228,10 +236,18 @@ impl BiEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let folded = mechanisms
+            .iter()
+            .map(|m| {
+                let a = &m.attention;
+                FoldedAttention::fold(&a.q, &a.k, &a.v, &a.out, &m.rationale)
+            })
+            .collect::<Result<Option<Vec<_>>>>()?;
         Ok(Self {
             seeker,
             responders,
             mechanisms,
+            folded,
             dropout: Dropout::new(config.dropout),
             config: config.clone(),
             precision: Precision::F32,
@@ -241,6 +257,12 @@ impl BiEncoder {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Whether inference runs the heads multiplied out (see [`super::folded`]): for a model
+    /// none of whose heads trains.
+    pub fn heads_are_folded(&self) -> bool {
+        self.folded.is_some()
     }
 
     /// The number format of the encoders' products at inference; f32 unless set.
@@ -342,21 +364,34 @@ impl BiEncoder {
         } else {
             vec![seeker_states.dim(1)?; seeker_states.dim(0)?]
         };
-        let keys = self
-            .mechanisms
-            .iter()
-            .map(|m| m.attention.keys(seeker_states))
-            .collect::<Result<_>>()?;
+        let keys = if self.folded.is_some() {
+            SeekerKeys::States(seeker_states.clone())
+        } else {
+            SeekerKeys::PerMechanism(
+                self.mechanisms
+                    .iter()
+                    .map(|m| m.attention.keys(seeker_states))
+                    .collect::<Result<_>>()?,
+            )
+        };
         Ok(SeekerSide { keys, lengths })
     }
 
     /// The responder's part of the heads (see [`ResponseSide`]), from `encode_responses`.
     pub fn response_side(&self, states: Vec<Tensor>) -> Result<ResponseSide> {
-        let queries = self
-            .mechanisms
-            .iter()
-            .map(|m| m.attention.q.forward(&states[m.responder]))
-            .collect::<Result<_>>()?;
+        let queries = match &self.folded {
+            Some(folded) => self
+                .mechanisms
+                .iter()
+                .zip(folded)
+                .map(|(m, f)| f.queries(&states[m.responder]))
+                .collect::<Result<_>>()?,
+            None => self
+                .mechanisms
+                .iter()
+                .map(|m| m.attention.q.forward(&states[m.responder]))
+                .collect::<Result<_>>()?,
+        };
         Ok(ResponseSide { states, queries })
     }
 
@@ -368,9 +403,20 @@ impl BiEncoder {
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
         let _enter = self.span.enter();
+        let keys = match (&seeker.keys, &self.folded) {
+            (SeekerKeys::States(states), Some(folded)) if !mode.is_train() => {
+                return self.folded_heads_of(folded, states, &seeker.lengths, response);
+            }
+            (SeekerKeys::PerMechanism(keys), None) => keys,
+            _ => {
+                return Err(candle_core::Error::Msg(
+                    "the heads were folded for inference: they cannot train".into(),
+                ))
+            }
+        };
         self.mechanisms
             .iter()
-            .zip(seeker.keys.iter().zip(&response.queries))
+            .zip(keys.iter().zip(&response.queries))
             .map(|(m, (keys, queries))| {
                 let hr = &response.states[m.responder];
                 let attended =
@@ -379,12 +425,8 @@ impl BiEncoder {
                 let hr = (hr + self.dropout.forward(&attended, mode)?)?;
                 let first = hr.i((.., 0, ..))?;
                 let x = self.dropout.forward(&first, mode)?;
-                let x = m.level_dense.forward(&x)?.relu()?;
-                let x = self.dropout.forward(&x, mode)?;
-                let level = self
-                    .config
-                    .level_head
-                    .level_scores(&m.level_out.forward(&x)?)?;
+                let level = self.level_scores(m, &x, mode)?;
+                // After the level head's dropout: training draws its masks in this order.
                 let rationale = m.rationale.forward(&self.dropout.forward(&hr, mode)?)?;
                 Ok(MechanismLogits {
                     mechanism: m.mechanism,
@@ -393,5 +435,45 @@ impl BiEncoder {
                 })
             })
             .collect()
+    }
+
+    /// [`BiEncoder::heads_of`] for folded heads, at inference.
+    fn folded_heads_of(
+        &self,
+        folded: &[FoldedAttention],
+        seeker_states: &Tensor,
+        seeker_lengths: &[usize],
+        response: &ResponseSide,
+    ) -> Result<Vec<MechanismLogits>> {
+        self.mechanisms
+            .iter()
+            .zip(folded.iter().zip(&response.queries))
+            .map(|(m, (f, queries))| {
+                let context = kernels::attention(
+                    queries,
+                    seeker_states,
+                    seeker_states,
+                    1,
+                    seeker_lengths,
+                    None,
+                )?;
+                let out = f.outputs(&response.states[m.responder], &context)?;
+                Ok(MechanismLogits {
+                    mechanism: m.mechanism,
+                    level: self.level_scores(m, &out.first, Mode::Infer)?,
+                    rationale: out.rationale,
+                })
+            })
+            .collect()
+    }
+
+    /// The level head on the first response token's state `first` (after the attention and
+    /// its dropout).
+    fn level_scores(&self, m: &MechanismLayers, first: &Tensor, mode: Mode) -> Result<Tensor> {
+        let x = m.level_dense.forward(first)?.relu()?;
+        let x = self.dropout.forward(&x, mode)?;
+        self.config
+            .level_head
+            .level_scores(&m.level_out.forward(&x)?)
     }
 }

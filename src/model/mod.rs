@@ -1,6 +1,7 @@
 //! The empathy model: bi-encoder layers, where its tensors come from, and its loss.
 
 mod biencoder;
+mod folded;
 pub mod import;
 mod level_head;
 pub mod loss;
