@@ -429,6 +429,11 @@ fn int8_variant_is_exact_on_its_grids_and_close_to_f32(isa: kernels::Isa) {
     let int8 = kernels::linear_int8(&xt, &q, &b).unwrap();
     let d = max_diff(&exact, &int8);
     assert!(d < 1e-4, "{isa:?}: values on the grids differ by {d}");
+    // The GELU fused into the tiles: the same values as the product and then the GELU, on
+    // every tile, short or partial.
+    let gelu = kernels::linear_int8_gelu(&xt, &q, &b).unwrap();
+    let apart = kernels::gelu_erf(&int8).unwrap();
+    assert_eq!(max_diff(&gelu, &apart), 0.0, "{isa:?}: the fused GELU differs");
 
     // Real-valued inputs and weights: within what 7- or 8-bit weights and 8-bit inputs allow.
     let (x, w, b) = (

@@ -157,6 +157,11 @@ impl Linear {
                 return kernels::linear_packed_gelu(x, p, &self.bias);
             }
         }
+        if let Mode::Quantized = mode {
+            if let Some(q) = self.quantized(x) {
+                return kernels::linear_int8_gelu(x, q, &self.bias);
+            }
+        }
         kernels::gelu_erf(&self.forward_t(x, mode)?)
     }
 

@@ -218,6 +218,23 @@ fn quantize_rows(x: &[f32], rows: usize, inp: usize, kp: usize) -> QuantizedRows
 
 /// `x · Wᵀ + b` with `w` quantized; x (..., in) → (..., out).
 pub fn linear_int8(x: &Tensor, w: &QuantizedWeight, bias: &Tensor) -> Result<Tensor> {
+    linear_int8_then(x, w, bias, None)
+}
+
+/// `gelu(x · Wᵀ + b)` with `w` quantized, the GELU applied to each tile's rows as soon as it
+/// has written them, while they are in L1: no second buffer of the (rows × 1536) output, and
+/// no second pass over it from memory. The same values as [`linear_int8`] followed by
+/// [`super::gelu_erf`].
+pub fn linear_int8_gelu(x: &Tensor, w: &QuantizedWeight, bias: &Tensor) -> Result<Tensor> {
+    linear_int8_then(x, w, bias, Some(super::gelu::gelu_in_place))
+}
+
+fn linear_int8_then(
+    x: &Tensor,
+    w: &QuantizedWeight,
+    bias: &Tensor,
+    epilogue: Option<fn(&mut [f32])>,
+) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
         candle_core::bail!(
@@ -227,12 +244,17 @@ pub fn linear_int8(x: &Tensor, w: &QuantizedWeight, bias: &Tensor) -> Result<Ten
         );
     }
     let y = with_f32(x, "int8 linear", |xv| {
-        with_f32(bias, "int8 linear", |b| forward(w, xv, b))
+        with_f32(bias, "int8 linear", |b| forward(w, xv, b, epilogue))
     })??;
     tensor(y, with_last_dim(&dims, w.out))
 }
 
-fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
+fn forward(
+    w: &QuantizedWeight,
+    x: &[f32],
+    bias: &[f32],
+    epilogue: Option<fn(&mut [f32])>,
+) -> Vec<f32> {
     let rows = x.len() / w.inp;
     let q = quantize_rows(x, rows, w.inp, w.kp);
     let mut bias = bias.to_vec();
@@ -245,9 +267,11 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     // values.
     unsafe {
         match w.isa {
-            Isa::Avx512Vnni => in_tiles::<MR_VNNI, 2>(w, &q, bias, y.as_mut_ptr(), tile_vnni),
+            Isa::Avx512Vnni => {
+                in_tiles::<MR_VNNI, 2>(w, &q, bias, y.as_mut_ptr(), epilogue, tile_vnni)
+            }
             Isa::Avx2 | Isa::Avx512 => {
-                in_tiles::<MR_AVX2, 1>(w, &q, bias, y.as_mut_ptr(), tile_avx2)
+                in_tiles::<MR_AVX2, 1>(w, &q, bias, y.as_mut_ptr(), epilogue, tile_avx2)
             }
         }
     }
@@ -256,8 +280,8 @@ fn forward(w: &QuantizedWeight, x: &[f32], bias: &[f32]) -> Vec<f32> {
     y
 }
 
-/// The whole product in tiles of `MR` rows × `P` panels computed by `kernel`, its blocks
-/// spread over the threads.
+/// The whole product in tiles of `MR` rows × `P` panels computed by `kernel`, then
+/// `epilogue` on each tile's output, its blocks spread over the threads.
 ///
 /// # Safety
 /// `kernel` must run on this CPU, and `y` must hold the output rows × `w.out` values.
@@ -266,6 +290,7 @@ unsafe fn in_tiles<const MR: usize, const P: usize>(
     q: &QuantizedRows,
     bias: &[f32],
     y: *mut f32,
+    epilogue: Option<fn(&mut [f32])>,
     kernel: unsafe fn(TileJob<'_>),
 ) {
     let rows = q.scales.len();
@@ -273,7 +298,7 @@ unsafe fn in_tiles<const MR: usize, const P: usize>(
     let threads = rayon::current_num_threads().max(1);
     for_each_block(rows, MR, w.out.div_ceil(NR), threads, |rows, panels| {
         // SAFETY: as this function's; each block writes only its own rows and panels of y.
-        unsafe { block::<MR, P>(w, q, bias, rows, panels, dst.get(), kernel) }
+        unsafe { block::<MR, P>(w, q, bias, rows, panels, dst.get(), epilogue, kernel) }
     });
 }
 
@@ -309,6 +334,7 @@ impl TileJob<'_> {
 ///
 /// # Safety
 /// `kernel` must run on this CPU, and `y` must hold the output rows × `w.out` values.
+#[allow(clippy::too_many_arguments)]
 unsafe fn block<const MR: usize, const P: usize>(
     w: &QuantizedWeight,
     q: &QuantizedRows,
@@ -316,6 +342,7 @@ unsafe fn block<const MR: usize, const P: usize>(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
     y: *mut f32,
+    epilogue: Option<fn(&mut [f32])>,
     kernel: unsafe fn(TileJob<'_>),
 ) {
     let mut rb = rows.start;
@@ -326,16 +353,27 @@ unsafe fn block<const MR: usize, const P: usize>(
             let np = P.min(panels.end - p);
             let mut r0 = rb;
             while r0 < rb_end {
+                let (height, c0) = (MR.min(rb_end - r0), p * NR);
                 kernel(TileJob {
                     w,
                     q,
                     bias,
                     row: r0,
-                    height: MR.min(rb_end - r0),
-                    c0: p * NR,
+                    height,
+                    c0,
                     panels: np,
                     y,
                 });
+                if let Some(epilogue) = epilogue {
+                    let cols = (np * NR).min(w.out - c0);
+                    for r in r0..r0 + height {
+                        // SAFETY: the tile has just written these columns of its row, and no
+                        // other block writes them.
+                        epilogue(unsafe {
+                            std::slice::from_raw_parts_mut(y.add(r * w.out + c0), cols)
+                        });
+                    }
+                }
                 r0 += MR;
             }
             p += np;

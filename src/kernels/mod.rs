@@ -24,7 +24,7 @@ pub mod packed;
 pub use attention::{attention, AttentionDropout};
 pub use dropout::dropout;
 pub use gelu::gelu_erf;
-pub use int8::{linear_int8, QuantizedWeight};
+pub use int8::{linear_int8, linear_int8_gelu, QuantizedWeight};
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::{linear, linear_transposed};
 pub use packed::{linear_packed, linear_packed_gelu, PackedWeight};
