@@ -13,7 +13,7 @@
 //! of 7 bits, and a quarter of the instructions per product.
 
 use super::{
-    dispatch_simd, for_each_block, max, min, tensor, with_f32, with_last_dim, Isa, SharedMut,
+    dispatch_simd, for_each_block, min_max, tensor, with_f32, with_last_dim, Isa, SharedMut,
 };
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
@@ -143,8 +143,8 @@ struct QuantizedRows {
 dispatch_simd! {
     /// One row to u8: its scale and zero point map [min(x, 0), max(x, 0)] onto 0..=255.
     fn quantize_row(row: &[f32], q: &mut [u8], out: &mut (f32, i32)) {
-        let lo = min(row).min(0.0);
-        let hi = max(row).max(0.0);
+        let (lo, hi) = min_max(row);
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
         let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
         let z = (-lo / s + 0.5).floor().clamp(0.0, 255.0);
         let inv = 1.0 / s;
