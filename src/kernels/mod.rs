@@ -309,27 +309,21 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     lanes.iter().fold(tail, |m, &v| if v > m { v } else { m })
 }
 
-/// (min x, max x) in one pass ((+∞, −∞) for an empty slice), over sixteen lanes (one AVX-512
-/// register each). The quantization of a product's inputs reads them first here, from memory
-/// (a batch's activations outgrow the L2 cache): two passes paid that twice.
+/// min x (+∞ for an empty slice), over eight lanes as [`sum`].
 #[inline(always)]
-pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; 16];
-    let mut hi = [f32::NEG_INFINITY; 16];
-    let chunks = x.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(
-        (f32::INFINITY, f32::NEG_INFINITY),
-        |(l, h), &v| (if v < l { v } else { l }, if v > h { v } else { h }),
-    );
+pub(crate) fn min(x: &[f32]) -> f32 {
+    let mut lanes = [f32::INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::INFINITY, |m, &v| if v < m { v } else { m });
     for c in chunks {
-        for i in 0..16 {
-            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
-            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        for i in 0..8 {
+            lanes[i] = if c[i] < lanes[i] { c[i] } else { lanes[i] };
         }
     }
-    lo.iter().zip(&hi).fold(tail, |(l, h), (&a, &b)| {
-        (if a < l { a } else { l }, if b > h { b } else { h })
-    })
+    lanes.iter().fold(tail, |m, &v| if v < m { v } else { m })
 }
 
 dispatch_simd! {
