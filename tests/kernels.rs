@@ -433,7 +433,11 @@ fn int8_variant_is_exact_on_its_grids_and_close_to_f32(isa: kernels::Isa) {
     // every tile, short or partial.
     let gelu = kernels::linear_int8_gelu(&xt, &q, &b).unwrap();
     let apart = kernels::gelu_erf(&int8).unwrap();
-    assert_eq!(max_diff(&gelu, &apart), 0.0, "{isa:?}: the fused GELU differs");
+    assert_eq!(
+        max_diff(&gelu, &apart),
+        0.0,
+        "{isa:?}: the fused GELU differs"
+    );
 
     // Real-valued inputs and weights: within what 7- or 8-bit weights and 8-bit inputs allow.
     let (x, w, b) = (

@@ -25,6 +25,7 @@ use crate::data::{char_slice, Pair};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::text::labels::spans_from_tokens;
 use crate::text::{Encoded, TextEncoder};
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// A rationale span: `start`/`end` are char offsets into the response as given, so that the
@@ -131,10 +132,13 @@ pub fn predict_pairs_cached(
     pairs: &[Pair],
     cache: Option<&mut SeekerCache>,
 ) -> Result<Vec<PairPrediction>, crate::Error> {
-    let encoded = pairs
-        .iter()
+    // On both cores: tokenizing on one left the other idle between chunks. The results are
+    // gathered in input order, so that an error is the first bad pair's.
+    let encoded: Vec<_> = pairs
+        .par_iter()
         .map(|p| EncodedPair::new(text, p.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    let encoded = encoded.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(predict_encoded_cached(scorer, &encoded, cache)?)
 }
 
