@@ -149,7 +149,14 @@ impl SeekerSide {
     pub fn rows(&self, rows: &[usize]) -> Result<Self> {
         let lengths = rows.iter().map(|&r| self.lengths[r]).collect();
         let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let index = Tensor::new(index.as_slice(), &candle_core::Device::Cpu)?;
+        let device = match &self.keys {
+            SeekerKeys::States(states) => states.device(),
+            SeekerKeys::PerMechanism(keys) => match keys.first() {
+                Some(k) => k.k.device(),
+                None => &candle_core::Device::Cpu,
+            },
+        };
+        let index = Tensor::new(index.as_slice(), device)?;
         let keys = match &self.keys {
             SeekerKeys::States(states) => SeekerKeys::States(states.index_select(&index, 0)?),
             SeekerKeys::PerMechanism(keys) => SeekerKeys::PerMechanism(

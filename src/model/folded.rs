@@ -10,8 +10,8 @@
 //! - rationale logits: W_R(r + output) + b_R = W_R r + (W_R W_o W_v)(Σ_j a_j s_j) + const.
 //!
 //! So the response tokens attend straight to the seeker states: no keys or values are computed
-//! (they were one product per seeker token per mechanism, for every pair, since a file's seeker
-//! cache holds states), and the full output product runs for the first response token only
+//! (they were two products per seeker token per mechanism, for every pair, since a file's
+//! seeker cache holds states), and the full output product runs for the first response token only
 //! (the level head's), every other token needing two columns of it. Equal to the unfolded
 //! heads up to rounding; training keeps them unfolded, as the products of learned weights.
 
