@@ -112,12 +112,23 @@ fn default_minilm_encoder_matches_transformers() {
     check_encoder(&dir, &reference("minilm-reference.json"));
 }
 
-fn check_original_biencoder(checkpoint: &str) {
-    let dev = Device::Cpu;
-    let dir = fixtures().join("tiny-biencoder");
+/// The tiny original checkpoint `checkpoint` (ER only), its tensors under epitome's names, the
+/// encoder it was made from, and its model settings.
+fn tiny_original(
+    checkpoint: &str,
+    mask_seeker_padding: bool,
+) -> (
+    PretrainedEncoder,
+    std::collections::HashMap<String, candle_core::Tensor>,
+    ModelConfig,
+) {
     let pretrained = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
     let tensors = rename_original(
-        read_checkpoint(&dir.join(checkpoint), &dev).unwrap(),
+        read_checkpoint(
+            &fixtures().join("tiny-biencoder").join(checkpoint),
+            &Device::Cpu,
+        )
+        .unwrap(),
         Mechanism::EmotionalReactions,
         "responder",
     );
@@ -125,11 +136,17 @@ fn check_original_biencoder(checkpoint: &str) {
         mechanisms: vec![Mechanism::EmotionalReactions],
         responder: ResponderSharing::Shared,
         dropout: 0.1,
-        mask_seeker_padding: false,
+        mask_seeker_padding,
         pad_to_max_len: false,
         level_offsets: Default::default(),
         level_head: Default::default(),
     };
+    (pretrained, tensors, config)
+}
+
+fn check_original_biencoder(checkpoint: &str) {
+    let dev = Device::Cpu;
+    let (pretrained, tensors, config) = tiny_original(checkpoint, false);
     let source = ParamSource::load(tensors);
     let model = BiEncoder::load(source.var_builder(&dev), &pretrained.config, &config).unwrap();
     assert!(
@@ -190,21 +207,7 @@ fn check_original_biencoder(checkpoint: &str) {
 #[test]
 fn folded_heads_agree_with_the_heads_as_trained() {
     let dev = Device::Cpu;
-    let pretrained = PretrainedEncoder::open(&fixtures().join("tiny-roberta")).unwrap();
-    let tensors = rename_original(
-        read_checkpoint(&fixtures().join("tiny-biencoder/model.safetensors"), &dev).unwrap(),
-        Mechanism::EmotionalReactions,
-        "responder",
-    );
-    let config = ModelConfig {
-        mechanisms: vec![Mechanism::EmotionalReactions],
-        responder: ResponderSharing::Shared,
-        dropout: 0.1,
-        mask_seeker_padding: true,
-        pad_to_max_len: false,
-        level_offsets: Default::default(),
-        level_head: Default::default(),
-    };
+    let (pretrained, tensors, config) = tiny_original("model.safetensors", true);
     let loaded = ParamSource::load(tensors.clone());
     let folded = BiEncoder::load(loaded.var_builder(&dev), &pretrained.config, &config).unwrap();
     let policy = TrainPolicy {
@@ -243,16 +246,6 @@ fn folded_heads_agree_with_the_heads_as_trained() {
             .remove(0)
     };
     let (a, b) = (run(&folded), run(&trained));
-    let largest_difference = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     let level = largest_difference(&a.level, &b.level);
     let rationale = largest_difference(&a.rationale, &b.rationale);
     assert!(level < 1e-5, "level logits differ by {level}");
@@ -332,14 +325,7 @@ fn fused_inference_kernels_agree_with_the_differentiable_training_path() {
     let rng = std::sync::Mutex::new(epitome::rng::SplitMix64::new(1));
     let infer = encoder.forward(&batch, Mode::Infer).unwrap();
     let train = encoder.forward(&batch, Mode::Train(&rng)).unwrap();
-    let diff = (infer - train)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = largest_difference(&infer, &train);
     assert!(diff < 1e-4, "fused and composite paths differ by {diff}");
 }
 
