@@ -55,7 +55,6 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
     }
 }
 
-/// Runs the built `epitome` with its cache in `home`, from `cwd`, logging warnings only.
 /// The largest |a − b| over two tensors of one shape.
 pub fn largest_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b)
@@ -68,6 +67,7 @@ pub fn largest_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f
         .unwrap()
 }
 
+/// Runs the built `epitome` with its cache in `home`, from `cwd`, logging warnings only.
 pub fn epitome_at(home: &Path, cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_epitome"))
         .args(args)
