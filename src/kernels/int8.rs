@@ -12,9 +12,7 @@
 //! instruction, nothing saturates), so weights keep all 8 bits (±127): half the rounding error
 //! of 7 bits, and a quarter of the instructions per product.
 
-use super::{
-    dispatch_simd, for_each_block, max, min, tensor, with_f32, with_last_dim, Isa, SharedMut,
-};
+use super::{dispatch_simd, for_each_block, linear_product, max, min, Isa, SharedMut};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -269,18 +267,9 @@ fn linear_int8_then(
     bias: &Tensor,
     epilogue: Option<fn(&mut [f32])>,
 ) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
-        candle_core::bail!(
-            "int8 linear: input {dims:?} does not fit {} × {}",
-            w.out,
-            w.inp
-        );
-    }
-    let y = with_f32(x, "int8 linear", |xv| {
-        with_f32(bias, "int8 linear", |b| forward(w, xv, b, epilogue))
-    })??;
-    tensor(y, with_last_dim(&dims, w.out))
+    linear_product(x, bias, (w.out, w.inp), "int8 linear", |xv, b| {
+        forward(w, xv, b, epilogue)
+    })
 }
 
 fn forward(

@@ -106,6 +106,24 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -
     }
 }
 
+/// An inference product of a linear layer whose weight is (`out`, `inp`): `x` (..., inp) and
+/// `bias` (out) checked against it and handed to `product` as f32 values, its rows of `out`
+/// values shaped (..., out).
+pub(crate) fn linear_product(
+    x: &Tensor,
+    bias: &Tensor,
+    (out, inp): (usize, usize),
+    op: &'static str,
+    product: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> Result<Tensor> {
+    let dims = x.dims();
+    if dims.last() != Some(&inp) || bias.elem_count() != out {
+        candle_core::bail!("{op}: input {dims:?} does not fit a {out} × {inp} weight");
+    }
+    let y = with_f32(x, op, |xv| with_f32(bias, op, |b| product(xv, b)))??;
+    tensor(y, with_last_dim(dims, out))
+}
+
 /// `dims` with its last dimension replaced by `last`: the shape of a linear layer's output.
 pub(crate) fn with_last_dim(dims: &[usize], last: usize) -> Vec<usize> {
     let mut shape = dims.to_vec();

@@ -9,7 +9,7 @@
 //! instead: panels of [`NR`] output columns, each k's 16 values contiguous, so the kernel
 //! streams a panel from start to end.
 
-use super::{for_each_block, tensor, with_f32, with_last_dim, Isa, SharedMut};
+use super::{for_each_block, linear_product, Isa, SharedMut};
 use candle_core::{Result, Tensor};
 
 /// Output columns per panel: two AVX2 registers, one AVX-512 register.
@@ -122,18 +122,9 @@ fn linear_packed_then(
     bias: &Tensor,
     epilogue: Option<fn(&mut [f32])>,
 ) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    if dims.last() != Some(&w.inp) || bias.elem_count() != w.out {
-        candle_core::bail!(
-            "linear: input {dims:?} does not fit a {} × {} weight",
-            w.out,
-            w.inp
-        );
-    }
-    let y = with_f32(x, "linear", |xv| {
-        with_f32(bias, "linear", |b| product(w, xv, b, epilogue))
-    })??;
-    tensor(y, with_last_dim(&dims, w.out))
+    linear_product(x, bias, (w.out, w.inp), "linear", |xv, b| {
+        product(w, xv, b, epilogue)
+    })
 }
 
 fn product(
