@@ -9,7 +9,7 @@ use epitome::data::load_epitome;
 use epitome::encoder::PretrainedEncoder;
 use epitome::features::{featurize, Features};
 use epitome::model::{LevelHead, ResponderSharing};
-use epitome::train::{ClassWeighting, LevelWeighting, TrainOptions, Trainer};
+use epitome::train::{ClassWeighting, LevelLossWeights, LevelWeighting, TrainOptions, Trainer};
 use epitome::Mechanism;
 
 fn setup(options: &TrainOptions) -> (Trainer, Vec<Features>) {
@@ -104,6 +104,63 @@ fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
             assert_eq!(diff, 0.0, "the frozen seeker encoder changed");
         }
     }
+}
+
+/// Sum of squares of the gradient of each trainable tensor whose name starts with `prefix`;
+/// `None` where the tensor got no gradient.
+fn gradient_norms(
+    trainer: &Trainer,
+    features: &[Features],
+    prefix: &str,
+) -> Vec<(String, Option<f32>)> {
+    let refs: Vec<&Features> = features.iter().collect();
+    let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
+    let state_refs: Vec<_> = states.iter().collect();
+    let (_, grads) = trainer.gradients(&refs, &state_refs).unwrap();
+    trainer
+        .trainable_names()
+        .iter()
+        .zip(&grads)
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, g)| {
+            let norm = g.as_ref().map(|g| g.iter().map(|x| x * x).sum());
+            (name.clone(), norm)
+        })
+        .collect()
+}
+
+#[test]
+fn a_mechanisms_level_loss_weight_scales_what_its_level_head_learns() {
+    let weighted = |ip: f64| TrainOptions {
+        dropout: 0.0,
+        level_loss_weights: LevelLossWeights {
+            ip,
+            ..LevelLossWeights::default()
+        },
+        ..options(ResponderSharing::Shared, false)
+    };
+    let norms = |ip: f64, prefix: &str| {
+        let (trainer, features) = setup(&weighted(ip));
+        gradient_norms(&trainer, &features, prefix)
+    };
+    let head = "IP.empathy_classifier.";
+    let (plain, tripled, ignored) = (norms(1.0, head), norms(3.0, head), norms(0.0, head));
+    assert_eq!(plain.len(), 4, "{plain:?}");
+    // Only the level loss reaches the level head: its gradient scales with the weight (its
+    // squares by 9), and at a weight of 0 it gets none (candle drops a product by 0 from the
+    // graph), so the optimizer leaves it as it is.
+    for (((name, p), (_, t)), (_, z)) in plain.iter().zip(&tripled).zip(&ignored) {
+        let (p, t) = (p.expect("a gradient at 1"), t.expect("a gradient at 3"));
+        assert!(p > 0.0, "{name} got a zero gradient at weight 1");
+        assert!(
+            (t / p - 9.0).abs() < 1e-3,
+            "{name}: {t} against {p} at weight 3"
+        );
+        assert!(z.is_none_or(|z| z == 0.0), "{name} learned at weight 0");
+    }
+    // The other mechanisms' heads learn as before.
+    let er = "ER.empathy_classifier.";
+    assert_eq!(norms(1.0, er), norms(0.0, er));
 }
 
 #[test]

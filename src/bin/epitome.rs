@@ -16,7 +16,7 @@ use epitome::model::{LevelHead, ResponderSharing};
 use epitome::predict::{predict_file, predict_pairs, FileRun, PairPrediction, Shard};
 use epitome::progress::{Progress, Unit};
 use epitome::serve::{read_token_file, ServeConfig};
-use epitome::train::{LevelWeighting, TrainOptions};
+use epitome::train::{LevelLossWeights, LevelWeighting, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -631,6 +631,10 @@ struct TrainArgs {
     /// square root), for all mechanisms or per mechanism as ER=sqrt,IP=inverse,EX=inverse.
     #[arg(long)]
     class_weights: Option<LevelWeighting>,
+    /// Each mechanism's weight on its level loss, on top of --lambda-ei: one number for all,
+    /// or per mechanism as IP=2 (unnamed mechanisms: 1).
+    #[arg(long)]
+    level_loss_weights: Option<LevelLossWeights>,
     /// Fine-tune the responder's word embeddings too.
     #[arg(long)]
     train_embeddings: Option<bool>,
@@ -667,6 +671,7 @@ impl TrainArgs {
             dev_fraction,
             responder,
             class_weights,
+            level_loss_weights,
             train_embeddings,
             level_head,
             warmup,
@@ -1526,6 +1531,7 @@ mod tests {
         options.class_weights = "ER=none,IP=sqrt,EX=inverse".parse().unwrap();
         options.fold = Some(epitome::data::Fold { index: 1, count: 5 });
         options.level_head = LevelHead::Ordinal;
+        options.level_loss_weights = "IP=2,EX=0.5".parse().unwrap();
         let line = options.command_line();
         let args: Vec<&str> = line.split_whitespace().collect();
         let cli = Cli::try_parse_from(args).unwrap();

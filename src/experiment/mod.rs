@@ -21,7 +21,7 @@ use crate::encoder::PretrainedEncoder;
 use crate::evaluate::EvalReport;
 use crate::mechanism::Mechanism;
 use crate::progress::Progress;
-use crate::train::{train, LevelWeighting, TrainOptions};
+use crate::train::{train, LevelLossWeights, LevelWeighting, TrainOptions};
 use crate::{Error, OptionError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -61,7 +61,8 @@ impl Scores {
 }
 
 /// A named bi-encoder training recipe: `default`, or `NAME:field=value,...` over the default
-/// options (`len128:max_len=128`, `inv:class_weights=inverse,epochs=8`).
+/// options (`len128:max_len=128`, `inv:class_weights=inverse,epochs=8`; per-mechanism values
+/// separated by `;`, as `w:level_loss_weights=IP=2;EX=0.5`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
     pub name: String,
@@ -97,6 +98,9 @@ impl std::str::FromStr for Recipe {
                 })?;
             *slot = if field == "class_weights" {
                 let w: LevelWeighting = value.parse()?;
+                serde_json::to_value(w).map_err(|e| e.to_string())?
+            } else if field == "level_loss_weights" {
+                let w: LevelLossWeights = value.parse()?;
                 serde_json::to_value(w).map_err(|e| e.to_string())?
             } else {
                 serde_json::from_str(value)
@@ -400,6 +404,13 @@ mod tests {
         assert_eq!(plain.options, TrainOptions::default_for_minilm());
         assert!("x:seed=3".parse::<Recipe>().is_err());
         assert!("x:dev_fraction=0.2".parse::<Recipe>().is_err());
+        let weighted: Recipe = "w:level_loss_weights=IP=2;EX=0.5,epochs=7".parse().unwrap();
+        let w = weighted.options.level_loss_weights;
+        assert_eq!(
+            (w.er, w.ip, w.ex, weighted.options.epochs),
+            (1.0, 2.0, 0.5, 7)
+        );
+        assert!("w:level_loss_weights=IP=-2".parse::<Recipe>().is_err());
         let ordinal: Recipe = "ord:level_head=ordinal".parse().unwrap();
         assert_eq!(ordinal.options.level_head, crate::model::LevelHead::Ordinal);
         assert!("x:level_head=cubic".parse::<Recipe>().is_err());

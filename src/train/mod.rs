@@ -5,7 +5,7 @@ mod optimizer;
 mod options;
 
 pub use optimizer::{AdamW, Gradients};
-pub use options::{ClassWeighting, LevelWeighting, TrainOptions};
+pub use options::{ClassWeighting, LevelLossWeights, LevelWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
 use crate::data::{load_epitome, split_dev, split_fold, Example};
@@ -248,8 +248,9 @@ impl Trainer {
                 &one_hot(&token_labels, 2, dev)?,
                 &token_weights,
             )?;
-            let part = ((level_loss * self.options.lambda_ei)?
-                + (rationale_loss * self.options.lambda_re)?)?;
+            let level_weight =
+                self.options.lambda_ei * self.options.level_loss_weights.get(out.mechanism);
+            let part = ((level_loss * level_weight)? + (rationale_loss * self.options.lambda_re)?)?;
             total = Some(match total {
                 Some(t) => (t + part)?,
                 None => part,

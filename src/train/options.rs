@@ -71,25 +71,94 @@ impl std::str::FromStr for LevelWeighting {
     /// `sqrt` for every mechanism, or `ER=sqrt,IP=inverse,EX=inverse` (unnamed ones: none).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         use clap::ValueEnum;
-        let kind = |v: &str| {
+        let [er, ip, ex] = per_mechanism(s, ClassWeighting::None, |v| {
             ClassWeighting::from_str(v.trim(), true)
                 .map_err(|_| format!("unknown weighting '{v}': expected none, inverse or sqrt"))
-        };
-        if !s.contains('=') {
-            return Ok(Self::all(kind(s)?));
+        })?;
+        Ok(Self { er, ip, ex })
+    }
+}
+
+/// Reads `VALUE` (every mechanism) or `ER=VALUE,IP=VALUE,...` with unnamed mechanisms at
+/// `unnamed`, in mechanism order. `;` separates as `,` does, for places where `,` already
+/// separates settings (an experiment's `--recipe`).
+fn per_mechanism<T: Copy>(
+    s: &str,
+    unnamed: T,
+    value: impl Fn(&str) -> Result<T, String>,
+) -> Result<[T; 3], String> {
+    if !s.contains('=') {
+        return Ok([value(s)?; 3]);
+    }
+    let mut values = [unnamed; 3];
+    for part in s.split([',', ';']) {
+        let (m, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}': expected MECHANISM=VALUE"))?;
+        values[m.trim().parse::<Mechanism>()?.index()] = value(v)?;
+    }
+    Ok(values)
+}
+
+/// Each mechanism's weight on its own level loss, on top of λ_EI, which weighs all three:
+/// with one responder encoder shared by the mechanisms, a mechanism weighted up asks more of
+/// the shared encoder than the others do.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelLossWeights {
+    #[serde(rename = "ER")]
+    pub er: f64,
+    #[serde(rename = "IP")]
+    pub ip: f64,
+    #[serde(rename = "EX")]
+    pub ex: f64,
+}
+
+impl Default for LevelLossWeights {
+    fn default() -> Self {
+        Self {
+            er: 1.0,
+            ip: 1.0,
+            ex: 1.0,
         }
-        let mut w = Self::all(ClassWeighting::None);
-        for part in s.split(',') {
-            let (m, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("'{part}': expected MECHANISM=WEIGHTING"))?;
-            match m.trim().parse::<Mechanism>()? {
-                Mechanism::EmotionalReactions => w.er = kind(v)?,
-                Mechanism::Interpretations => w.ip = kind(v)?,
-                Mechanism::Explorations => w.ex = kind(v)?,
-            }
+    }
+}
+
+impl LevelLossWeights {
+    pub fn get(&self, m: Mechanism) -> f64 {
+        match m {
+            Mechanism::EmotionalReactions => self.er,
+            Mechanism::Interpretations => self.ip,
+            Mechanism::Explorations => self.ex,
         }
-        Ok(w)
+    }
+
+    fn valid(&self) -> bool {
+        [self.er, self.ip, self.ex]
+            .iter()
+            .all(|w| w.is_finite() && *w >= 0.0)
+    }
+}
+
+impl std::fmt::Display for LevelLossWeights {
+    /// The form `--level-loss-weights` reads: `ER=1,IP=2,EX=1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ER={},IP={},EX={}", self.er, self.ip, self.ex)
+    }
+}
+
+impl std::str::FromStr for LevelLossWeights {
+    type Err = String;
+
+    /// `2` for every mechanism, or `IP=2` (unnamed mechanisms: 1); each a number ≥ 0.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let [er, ip, ex] = per_mechanism(s, 1.0, |v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite() && *w >= 0.0)
+                .ok_or_else(|| format!("level-loss weight '{v}': expected a number ≥ 0"))
+        })?;
+        Ok(Self { er, ip, ex })
     }
 }
 
@@ -123,6 +192,10 @@ pub struct TrainOptions {
     /// no entry).
     #[serde(default)]
     pub level_head: LevelHead,
+    /// Each mechanism's weight on its level loss, on top of `lambda_ei` (1 each unless set;
+    /// bundles made before it have no entry).
+    #[serde(default)]
+    pub level_loss_weights: LevelLossWeights,
 }
 
 impl TrainOptions {
@@ -149,6 +222,7 @@ impl TrainOptions {
             class_weights: LevelWeighting::all(ClassWeighting::None),
             train_embeddings: true,
             level_head: LevelHead::Softmax,
+            level_loss_weights: LevelLossWeights::default(),
         }
     }
 
@@ -195,6 +269,7 @@ impl TrainOptions {
             dropout => "dropout",
             dev_fraction => "dev-fraction",
             class_weights => "class-weights",
+            level_loss_weights => "level-loss-weights",
             train_embeddings => "train-embeddings"
         );
         use clap::ValueEnum;
@@ -240,6 +315,11 @@ impl TrainOptions {
             "a positive number",
         )?;
         O::check(self.max_len >= 4, "--max-len", "at least 4")?;
+        O::check(
+            self.level_loss_weights.valid(),
+            "--level-loss-weights",
+            "numbers ≥ 0",
+        )?;
         Ok(())
     }
 }
@@ -265,5 +345,28 @@ mod tests {
         );
         assert!("XX=sqrt".parse::<LevelWeighting>().is_err());
         assert!("ER=heavy".parse::<LevelWeighting>().is_err());
+    }
+
+    #[test]
+    fn level_loss_weights_parse_one_number_or_one_per_mechanism_and_print_back() {
+        let all: LevelLossWeights = "0.5".parse().unwrap();
+        assert_eq!((all.er, all.ip, all.ex), (0.5, 0.5, 0.5));
+        let ip: LevelLossWeights = "IP=2".parse().unwrap();
+        assert_eq!((ip.er, ip.ip, ip.ex), (1.0, 2.0, 1.0));
+        let two: LevelLossWeights = "IP=2;EX=0".parse().unwrap();
+        assert_eq!((two.er, two.ip, two.ex), (1.0, 2.0, 0.0));
+        assert_eq!(two.to_string().parse::<LevelLossWeights>().unwrap(), two);
+        assert_eq!(two.get(Mechanism::Interpretations), 2.0);
+        for bad in ["IP=-1", "IP=heavy", "XX=2", "IP=inf", ""] {
+            assert!(bad.parse::<LevelLossWeights>().is_err(), "{bad}");
+        }
+        let negative = TrainOptions {
+            level_loss_weights: LevelLossWeights {
+                ip: -1.0,
+                ..LevelLossWeights::default()
+            },
+            ..TrainOptions::default_for_minilm()
+        };
+        assert!(negative.validate().is_err());
     }
 }
