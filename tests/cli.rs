@@ -97,6 +97,35 @@ fn train_writes_a_complete_bundle_with_its_split() {
 }
 
 #[test]
+fn a_split_seed_keeps_the_split_while_the_seed_changes_the_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = |name: &str, args: &[&str]| -> serde_json::Value {
+        let model = dir.path().join(name);
+        let mut all = vec!["--limit", "48", "--dev-fraction", "0.25"];
+        all.extend_from_slice(args);
+        let out = train_tiny(dir.path(), &model, &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&std::fs::read_to_string(model.join("bundle.json")).unwrap()).unwrap()
+    };
+    let a = bundle("a", &["--seed", "1", "--split-seed", "7"]);
+    let b = bundle("b", &["--seed", "2", "--split-seed", "7"]);
+    let c = bundle("c", &["--seed", "2"]);
+    // One split for the two seeds (an ensemble's members), another without the split seed.
+    assert_eq!(a["split"]["dev"], b["split"]["dev"]);
+    assert_ne!(b["split"]["dev"], c["split"]["dev"]);
+    // The seeds still train differently, and the split seed is recorded with the command.
+    assert_ne!(
+        a["training"]["history"][0]["mean_loss"],
+        b["training"]["history"][0]["mean_loss"]
+    );
+    let command = b["training"]["command"].as_str().unwrap();
+    assert!(
+        command.contains("--seed 2") && command.contains("--split-seed 7"),
+        "{command}"
+    );
+}
+
+#[test]
 fn an_ordinal_level_head_trains_saves_and_scores_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");

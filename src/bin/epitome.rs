@@ -614,6 +614,10 @@ struct TrainArgs {
     /// Seed of the split, the initialisation, dropout and the batch order.
     #[arg(long)]
     seed: Option<u64>,
+    /// Seed of the split alone (default: --seed): several seeds' models on one split, e.g. to
+    /// average them with `ensemble-eval`.
+    #[arg(long)]
+    split_seed: Option<u64>,
     /// Share of pairs (grouped by seeker post) held out as the dev split.
     #[arg(long)]
     dev_fraction: Option<f64>,
@@ -679,6 +683,7 @@ impl TrainArgs {
         );
         o.limit = self.limit;
         o.fold = self.fold;
+        o.split_seed = self.split_seed;
         o.validate()?;
         Ok(o)
     }
@@ -1532,6 +1537,7 @@ mod tests {
         options.fold = Some(epitome::data::Fold { index: 1, count: 5 });
         options.level_head = LevelHead::Ordinal;
         options.level_loss_weights = "IP=2,EX=0.5".parse().unwrap();
+        options.split_seed = Some(12);
         let line = options.command_line();
         let args: Vec<&str> = line.split_whitespace().collect();
         let cli = Cli::try_parse_from(args).unwrap();

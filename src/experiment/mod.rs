@@ -92,7 +92,7 @@ impl std::str::FromStr for Recipe {
             let slot = options
                 .get_mut(field)
                 // The split is the experiment's: every row of a seed scores the same dev pairs.
-                .filter(|_| !matches!(field, "seed" | "fold" | "dev_fraction"))
+                .filter(|_| !matches!(field, "seed" | "split_seed" | "fold" | "dev_fraction"))
                 .ok_or_else(|| {
                     format!("'{field}' is not a training option a recipe can set (the split comes from --seeds and --folds)")
                 })?;
@@ -404,6 +404,7 @@ mod tests {
         assert_eq!(plain.options, TrainOptions::default_for_minilm());
         assert!("x:seed=3".parse::<Recipe>().is_err());
         assert!("x:dev_fraction=0.2".parse::<Recipe>().is_err());
+        assert!("x:split_seed=3".parse::<Recipe>().is_err());
         let weighted: Recipe = "w:level_loss_weights=IP=2;EX=0.5,epochs=7".parse().unwrap();
         let w = weighted.options.level_loss_weights;
         assert_eq!(

@@ -438,9 +438,10 @@ pub fn train(
         data_dir.display()
     );
     report.pairs = examples.len();
+    let split_seed = options.split_seed.unwrap_or(options.seed);
     let split = match options.fold {
-        Some(fold) => split_fold(&examples, fold, options.seed),
-        None => split_dev(&examples, options.dev_fraction, options.seed),
+        Some(fold) => split_fold(&examples, fold, split_seed),
+        None => split_dev(&examples, options.dev_fraction, split_seed),
     };
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {

@@ -178,6 +178,10 @@ pub struct TrainOptions {
     pub max_len: usize,
     pub dropout: f64,
     pub seed: u64,
+    /// Seed of the split alone, where it should not follow `seed`: models of several seeds on
+    /// one split (an ensemble's members). Bundles made before it have no entry.
+    #[serde(default)]
+    pub split_seed: Option<u64>,
     pub dev_fraction: f64,
     pub limit: Option<usize>,
     /// Use grouped k-fold dev sides instead of `dev_fraction`: fold `index` of `count`.
@@ -215,6 +219,7 @@ impl TrainOptions {
             max_len: 64,
             dropout: 0.1,
             seed: 12,
+            split_seed: None,
             dev_fraction: 0.1,
             limit: None,
             fold: None,
@@ -282,6 +287,9 @@ impl TrainOptions {
             if let Some(v) = self.level_head.to_possible_value() {
                 flags.push(format!("--level-head {}", v.get_name()));
             }
+        }
+        if let Some(split_seed) = self.split_seed {
+            flags.push(format!("--split-seed {split_seed}"));
         }
         if let Some(limit) = self.limit {
             flags.push(format!("--limit {limit}"));
