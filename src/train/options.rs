@@ -133,10 +133,13 @@ impl LevelLossWeights {
     }
 
     fn valid(&self) -> bool {
-        [self.er, self.ip, self.ex]
-            .iter()
-            .all(|w| w.is_finite() && *w >= 0.0)
+        [self.er, self.ip, self.ex].iter().all(is_loss_weight)
     }
+}
+
+/// A finite number ≥ 0: what a level-loss weight may be, parsed or deserialised.
+fn is_loss_weight(w: &f64) -> bool {
+    w.is_finite() && *w >= 0.0
 }
 
 impl std::fmt::Display for LevelLossWeights {
@@ -155,7 +158,7 @@ impl std::str::FromStr for LevelLossWeights {
             v.trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|w| w.is_finite() && *w >= 0.0)
+                .filter(is_loss_weight)
                 .ok_or_else(|| format!("level-loss weight '{v}': expected a number ≥ 0"))
         })?;
         Ok(Self { er, ip, ex })
