@@ -22,6 +22,8 @@ pub enum Error {
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
     #[error(transparent)]
+    Pretrain(#[from] crate::pretrain::PretrainError),
+    #[error(transparent)]
     Analyze(#[from] crate::analyze::AnalyzeError),
     #[error(transparent)]
     Predict(#[from] crate::predict::PredictError),

@@ -24,6 +24,7 @@ pub mod mechanism;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod pretrain;
 pub mod progress;
 pub mod rng;
 pub mod serve;

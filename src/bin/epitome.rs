@@ -14,6 +14,7 @@ use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::{evaluate_bundle, EvalSplit};
 use epitome::model::{LevelHead, ResponderSharing};
 use epitome::predict::{predict_file, predict_pairs, FileRun, PairPrediction, Shard};
+use epitome::pretrain::PretrainOptions;
 use epitome::progress::{Progress, Unit};
 use epitome::serve::{read_token_file, ServeConfig};
 use epitome::train::{LevelLossWeights, LevelWeighting, TrainOptions};
@@ -48,6 +49,9 @@ enum Command {
     Encoder(EncoderCommand),
     /// Train a model on the EPITOME annotations and write a model bundle.
     Train(TrainArgs),
+    /// Go on with the encoder's masked-LM training on the posts of the training split (domain-
+    /// adaptive pretraining) and write the adapted encoder, for `train --encoder`.
+    Pretrain(PretrainArgs),
     /// The paper's comparison table on this split: baselines and bi-encoder recipes, each the
     /// mean ± sd over seeds; trained bundles are kept and reused, so a stopped run resumes.
     Experiment(ExperimentArgs),
@@ -690,6 +694,81 @@ impl TrainArgs {
 }
 
 #[derive(Args, Debug)]
+struct PretrainArgs {
+    /// Directory with the three EPITOME CSVs; the posts of its training split are read.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the adapted encoder (a directory; replaced only once complete).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    encoder: EncoderArg,
+    /// Passes over the posts.
+    #[arg(long, default_value_t = PretrainOptions::default().epochs)]
+    epochs: usize,
+    /// Posts per optimisation step.
+    #[arg(long, default_value_t = PretrainOptions::default().batch_size)]
+    batch_size: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = PretrainOptions::default().lr)]
+    lr: f64,
+    /// Peak learning rate of the new masked-LM head.
+    #[arg(long, default_value_t = PretrainOptions::default().head_lr)]
+    head_lr: f64,
+    /// Share of each post's tokens to predict (BERT's 0.15).
+    #[arg(long, default_value_t = PretrainOptions::default().mask_prob)]
+    mask_prob: f64,
+    /// Maximum tokens per post, special tokens included: the fine-tuning's.
+    #[arg(long, default_value_t = PretrainOptions::default().max_len)]
+    max_len: usize,
+    /// Seed of the head's initialisation, the masks, dropout and the batch order.
+    #[arg(long, default_value_t = PretrainOptions::default().seed)]
+    seed: u64,
+    /// Seed of the split whose training side is read: the --split-seed (or --seed) of the
+    /// `train` runs that will start from this encoder. Default: --seed.
+    #[arg(long)]
+    split_seed: Option<u64>,
+    /// Share of pairs held out as dev, as `train --dev-fraction`.
+    #[arg(long, default_value_t = PretrainOptions::default().dev_fraction)]
+    dev_fraction: f64,
+    /// Read the training side of this grouped fold, as `train --fold`.
+    #[arg(long)]
+    fold: Option<epitome::data::Fold>,
+    /// Use only the first N pairs (smoke tests).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Fraction of steps with a linear learning-rate warm-up.
+    #[arg(long, default_value_t = PretrainOptions::default().warmup)]
+    warmup: f64,
+    /// Decoupled weight decay of AdamW.
+    #[arg(long, default_value_t = PretrainOptions::default().weight_decay)]
+    weight_decay: f64,
+}
+
+impl PretrainArgs {
+    fn options(&self) -> Result<PretrainOptions> {
+        let o = PretrainOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            head_lr: self.head_lr,
+            warmup: self.warmup,
+            weight_decay: self.weight_decay,
+            mask_prob: self.mask_prob,
+            max_len: self.max_len,
+            seed: self.seed,
+            split_seed: self.split_seed.unwrap_or(self.seed),
+            dev_fraction: self.dev_fraction,
+            fold: self.fold,
+            limit: self.limit,
+            ..PretrainOptions::default()
+        };
+        o.validate()?;
+        Ok(o)
+    }
+}
+
+#[derive(Args, Debug)]
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArg,
@@ -862,6 +941,7 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => train(&args),
+        Command::Pretrain(args) => pretrain(&args),
         Command::Experiment(args) => experiment(&args),
         Command::Eval(args) => eval(&args),
         Command::Predict(args) => predict(&args),
@@ -1312,6 +1392,37 @@ fn train_and_report(
     Ok(())
 }
 
+fn pretrain(args: &PretrainArgs) -> Result<()> {
+    let (encoder, source) = args.encoder.resolve()?;
+    let summary = epitome::pretrain::pretrain(
+        &args.data,
+        &encoder,
+        &source,
+        &args.options()?,
+        &args.out,
+        &Bars::default(),
+    )?;
+    eprintln!(
+        "masked-LM training on {} posts ({} dev) in {:.0} s; adapted encoder written to {}",
+        summary.texts,
+        summary.dev_texts,
+        summary.seconds,
+        summary.out.display()
+    );
+    if let Some(dev) = summary.history.last().and_then(|e| e.dev) {
+        eprintln!(
+            "dev posts: masked-token loss {:.3}, accuracy {:.3} ({} tokens)",
+            dev.loss, dev.accuracy, dev.tokens
+        );
+    }
+    eprintln!(
+        "fine-tune from it with: epitome train --encoder {} --split-seed {} ...",
+        summary.out.display(),
+        args.split_seed.unwrap_or(args.seed)
+    );
+    Ok(())
+}
+
 fn experiment(args: &ExperimentArgs) -> Result<()> {
     use epitome::experiment::{self, ExperimentOptions};
     std::fs::create_dir_all(&args.out)
@@ -1582,6 +1693,28 @@ mod tests {
             "epitome", "eval", "--model", "m", "--data", "d", "--json", "x.json",
         ])
         .unwrap();
+        let cli = Cli::try_parse_from([
+            "epitome",
+            "pretrain",
+            "--data",
+            "d",
+            "--out",
+            "e",
+            "--seed",
+            "3",
+            "--mask-prob",
+            "0.2",
+        ])
+        .unwrap();
+        let Command::Pretrain(args) = cli.command else {
+            panic!()
+        };
+        let o = args.options().unwrap();
+        assert_eq!((o.seed, o.split_seed, o.mask_prob), (3, 3, 0.2));
+        assert_eq!(
+            o.command_line(),
+            "epitome pretrain --data DATA --out OUT --seed 3 --split-seed 3 --mask-prob 0.2"
+        );
         Cli::try_parse_from([
             "epitome", "predict", "--model", "m", "--input", "a.csv", "--output", "b.jsonl",
         ])

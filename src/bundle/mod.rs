@@ -233,51 +233,32 @@ pub fn save(
     encoder: &PretrainedEncoder,
     fine_tuned: &HashMap<String, Tensor>,
 ) -> Result<(), BundleError> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let result = (|| {
-        let enc_dir = staging.join(ENCODER_DIR);
-        std::fs::create_dir_all(&enc_dir).map_err(io_err(&enc_dir))?;
-        for file in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
-            link_or_copy(&encoder.dir.join(file), &enc_dir.join(file))?;
-        }
-        let weights = staging.join(FINE_TUNED_FILE);
-        candle_core::safetensors::save(fine_tuned, &weights)?;
-        info.files.clear();
-        info.settings_sha256 = info.settings_digests();
-        for rel in required_files() {
-            let path = staging.join(&rel);
-            info.files
-                .insert(rel, sha256_file(&path).map_err(io_err(&path))?);
-        }
-        let json_path = staging.join(BUNDLE_FILE);
-        let json = serde_json::to_string_pretty(&info).map_err(|e| BundleError::Invalid {
-            path: json_path.clone(),
-            message: e.to_string(),
-        })?;
-        std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
-        Ok::<(), BundleError>(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let had_old = dest.exists();
-    if had_old {
-        std::fs::rename(dest, &old).map_err(io_err(dest))?;
-    }
-    std::fs::rename(&staging, dest).map_err(io_err(dest))?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok(())
+    crate::atomic::replace_dir(
+        dest,
+        |path, e| io_err(path)(e),
+        |staging| {
+            let enc_dir = staging.join(ENCODER_DIR);
+            std::fs::create_dir_all(&enc_dir).map_err(io_err(&enc_dir))?;
+            for file in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
+                link_or_copy(&encoder.dir.join(file), &enc_dir.join(file))?;
+            }
+            let weights = staging.join(FINE_TUNED_FILE);
+            candle_core::safetensors::save(fine_tuned, &weights)?;
+            info.files.clear();
+            info.settings_sha256 = info.settings_digests();
+            for rel in required_files() {
+                let path = staging.join(&rel);
+                info.files
+                    .insert(rel, sha256_file(&path).map_err(io_err(&path))?);
+            }
+            let json_path = staging.join(BUNDLE_FILE);
+            let json = serde_json::to_string_pretty(&info).map_err(|e| BundleError::Invalid {
+                path: json_path.clone(),
+                message: e.to_string(),
+            })?;
+            std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))
+        },
+    )
 }
 
 /// Reads `bundle.json` alone, without loading or verifying weights.

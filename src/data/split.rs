@@ -133,6 +133,16 @@ pub fn split_dev(examples: &[Example], dev_fraction: f64, seed: u64) -> Split {
     split_of(examples, &is_dev, seed, dev_fraction)
 }
 
+/// The split a training run with these settings draws: fold `fold` of grouped k-fold when
+/// given, else a `dev_fraction` dev side. `epitome pretrain` reads the same training side as
+/// the `epitome train` it prepares, so that no dev text is seen before fine-tuning.
+pub fn split_for(examples: &[Example], fold: Option<Fold>, dev_fraction: f64, seed: u64) -> Split {
+    match fold {
+        Some(fold) => split_fold(examples, fold, seed),
+        None => split_dev(examples, dev_fraction, seed),
+    }
+}
+
 /// Which of `count` grouped folds is the dev side; written `INDEX/COUNT` (0-based index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fold {

@@ -4,10 +4,12 @@
 mod config;
 pub mod fetch;
 pub mod layers;
+pub mod mlm_head;
 pub mod stored;
 mod transformer;
 
 pub use config::{Activation, EncoderConfig, Family};
+pub use mlm_head::MlmHead;
 pub use stored::{SafetensorsFile, StoredAt, StoredTensors};
 pub use transformer::{Encoder, TokenBatch};
 

@@ -71,6 +71,11 @@ impl TextEncoder {
         self.tokenizer.get_vocab_size(true)
     }
 
+    /// The id of `token` (a special token such as `[MASK]`), where the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
     pub fn max_len(&self) -> usize {
         self.max_len
     }

@@ -4,11 +4,11 @@
 mod optimizer;
 mod options;
 
-pub use optimizer::{AdamW, Gradients};
+pub use optimizer::{linear_schedule, AdamW, Gradients};
 pub use options::{ClassWeighting, LevelLossWeights, LevelWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
-use crate::data::{load_epitome, split_dev, split_fold, Example};
+use crate::data::{load_epitome, split_for, Example, Split};
 use crate::encoder::layers::Mode;
 use crate::encoder::{PretrainedEncoder, TokenBatch};
 use crate::evaluate::{evaluate, EvalReport};
@@ -148,17 +148,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Linear warm-up then linear decay to 0 at the last step.
     fn learning_rate(&self) -> f64 {
-        let step = self.steps_done as f64;
-        let total = self.total_steps as f64;
-        let warm = (self.options.warmup * total).round();
-        let factor = if step < warm {
-            (step + 1.0) / warm
-        } else {
-            ((total - step) / (total - warm).max(1.0)).max(0.0)
-        };
-        self.options.lr * factor
+        linear_schedule(
+            self.options.lr,
+            self.options.warmup,
+            self.steps_done,
+            self.total_steps,
+        )
     }
 
     /// Loss and flattened gradients of every trainable tensor (in [`Self::trainable_names`]
@@ -335,12 +331,22 @@ pub fn length_bucketed_batches(
     batch_size: usize,
     rng: &mut SplitMix64,
 ) -> Vec<Vec<usize>> {
+    let lengths: Vec<usize> = features.iter().map(|f| f.response.len()).collect();
+    batches_of_similar_length(&lengths, batch_size, rng)
+}
+
+/// [`length_bucketed_batches`] of items of the given lengths.
+pub fn batches_of_similar_length(
+    lengths: &[usize],
+    batch_size: usize,
+    rng: &mut SplitMix64,
+) -> Vec<Vec<usize>> {
     const POOL_BATCHES: usize = 16;
-    let mut order: Vec<usize> = (0..features.len()).collect();
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
-    let mut batches = Vec::with_capacity(features.len().div_ceil(batch_size.max(1)));
+    let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch_size.max(1)));
     for pool in order.chunks_mut(batch_size.max(1) * POOL_BATCHES) {
-        pool.sort_by_key(|&i| features[i].response.len());
+        pool.sort_by_key(|&i| lengths[i]);
         batches.extend(pool.chunks(batch_size.max(1)).map(<[usize]>::to_vec));
     }
     rng.shuffle(&mut batches);
@@ -406,6 +412,9 @@ pub struct TrainSummary {
     pub dev: Option<EvalReport>,
     pub train_pairs: usize,
     pub dev_pairs: usize,
+    /// Dev pairs whose posts the encoder's masked-LM pretraining read (`pretrain.json` beside
+    /// its weights); their dev metrics flatter the model. `None`: not a pretrained encoder.
+    pub dev_pairs_seen_in_pretraining: Option<usize>,
     pub seconds: f64,
     pub out: PathBuf,
 }
@@ -439,13 +448,19 @@ pub fn train(
     );
     report.pairs = examples.len();
     let split_seed = options.split_seed.unwrap_or(options.seed);
-    let split = match options.fold {
-        Some(fold) => split_fold(&examples, fold, split_seed),
-        None => split_dev(&examples, options.dev_fraction, split_seed),
-    };
+    let split = split_for(&examples, options.fold, options.dev_fraction, split_seed);
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {
         return Err(TrainError::NoTrainingPairs.into());
+    }
+    let dev_seen = dev_pairs_seen_in_pretraining(encoder, &split);
+    if let Some(n @ 1..) = dev_seen {
+        tracing::warn!(
+            "the encoder's masked-LM pretraining read the posts of {n} of the {} dev pairs: \
+             their dev metrics will flatter the model; pretrain with this run's split seed \
+             ({split_seed}), dev fraction and fold",
+            dev_set.len()
+        );
     }
     let text = encoder.text_encoder(options.max_len)?;
     let train_features = featurize(&text, &train_set)?;
@@ -593,6 +608,7 @@ pub fn train(
             "history": history,
             "train_pairs": train_features.len(),
             "dev_pairs": dev_features.len(),
+            "dev_pairs_seen_in_pretraining": dev_seen,
             "seconds": started.elapsed().as_secs_f64(),
         }),
         data: Some(report),
@@ -610,9 +626,25 @@ pub fn train(
         dev,
         train_pairs: train_features.len(),
         dev_pairs: dev_features.len(),
+        dev_pairs_seen_in_pretraining: dev_seen,
         seconds: started.elapsed().as_secs_f64(),
         out: out.to_path_buf(),
     })
+}
+
+/// How many of `split`'s dev pairs were on the training side of the split that `encoder`'s
+/// masked-LM pretraining read; `None` for an encoder without `pretrain.json`.
+fn dev_pairs_seen_in_pretraining(encoder: &PretrainedEncoder, split: &Split) -> Option<usize> {
+    let record = crate::pretrain::read_record(&encoder.dir)?;
+    let read: std::collections::HashSet<&str> =
+        record.split.train.iter().map(String::as_str).collect();
+    Some(
+        split
+            .dev
+            .iter()
+            .filter(|id| read.contains(id.as_str()))
+            .count(),
+    )
 }
 
 /// Gives a bundle trained before `training.command` was recorded the command of its options

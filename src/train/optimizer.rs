@@ -96,6 +96,19 @@ impl AdamW {
     }
 }
 
+/// The learning rate at step `step` (from 0) of `total`: a linear warm-up over the first
+/// `warmup` share of the steps, then a linear decay to 0 at the last.
+pub fn linear_schedule(lr: f64, warmup: f64, step: usize, total: usize) -> f64 {
+    let (step, total) = (step as f64, total.max(1) as f64);
+    let warm = (warmup * total).round();
+    let factor = if step < warm {
+        (step + 1.0) / warm
+    } else {
+        ((total - step) / (total - warm).max(1.0)).max(0.0)
+    };
+    lr * factor
+}
+
 #[derive(Clone, Copy)]
 struct Constants {
     b1: f32,
