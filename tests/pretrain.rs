@@ -119,42 +119,31 @@ fn pretraining_reads_the_training_side_lowers_the_loss_and_writes_an_encoder_tra
     assert!(largest_difference(&before[layer], &after[layer]) > 0.0);
 
     // `train` starts from it.
-    let trained = train(
-        &data_dir,
-        &adapted,
-        "adapted",
-        &TrainOptions {
+    let train_one_epoch = |encoder: &PretrainedEncoder, split_seed, out: &str| {
+        let options = TrainOptions {
             epochs: 1,
             max_len: 32,
             limit: Some(48),
-            split_seed: Some(9),
+            split_seed: Some(split_seed),
             dev_fraction: 0.25,
             ..TrainOptions::default_for_minilm()
-        },
-        &dir.path().join("model"),
-        &Silent,
-    )
-    .unwrap();
+        };
+        train(
+            &data_dir,
+            encoder,
+            "fixture",
+            &options,
+            &dir.path().join(out),
+            &Silent,
+        )
+        .unwrap()
+    };
+    let trained = train_one_epoch(&adapted, 9, "model");
     assert_eq!(trained.dev_pairs, split.dev.len());
     assert_eq!(trained.dev_pairs_seen_in_pretraining, Some(0));
 
     // On another split, some of the dev pairs' posts were read in pretraining, and it says so.
-    let other = train(
-        &data_dir,
-        &adapted,
-        "adapted",
-        &TrainOptions {
-            epochs: 1,
-            max_len: 32,
-            limit: Some(48),
-            split_seed: Some(10),
-            dev_fraction: 0.25,
-            ..TrainOptions::default_for_minilm()
-        },
-        &dir.path().join("model-other-split"),
-        &Silent,
-    )
-    .unwrap();
+    let other = train_one_epoch(&adapted, 10, "model-other-split");
     let moved = split_for(examples, None, 0.25, 10)
         .dev
         .iter()
@@ -162,19 +151,6 @@ fn pretraining_reads_the_training_side_lowers_the_loss_and_writes_an_encoder_tra
         .count();
     assert!(moved > 0);
     assert_eq!(other.dev_pairs_seen_in_pretraining, Some(moved));
-    let tiny_model = train(
-        &data_dir,
-        &encoder,
-        "tiny",
-        &TrainOptions {
-            epochs: 1,
-            max_len: 32,
-            limit: Some(16),
-            ..TrainOptions::default_for_minilm()
-        },
-        &dir.path().join("model-not-pretrained"),
-        &Silent,
-    )
-    .unwrap();
-    assert_eq!(tiny_model.dev_pairs_seen_in_pretraining, None);
+    let not_pretrained = train_one_epoch(&encoder, 9, "model-not-pretrained");
+    assert_eq!(not_pretrained.dev_pairs_seen_in_pretraining, None);
 }

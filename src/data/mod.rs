@@ -15,7 +15,7 @@ pub use epitome::{load_epitome, Dataset, Example, LoadReport, MechanismLabel};
 pub(crate) use error::quote_value;
 pub use error::DataError;
 pub use pairs::{InputFormat, Pair, PairReader};
-pub use split::{split_dev, split_fold, split_for, Fold, Split};
+pub use split::{check_split_options, split_dev, split_fold, split_for, Fold, Split};
 
 /// What to do with a row that cannot be used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]

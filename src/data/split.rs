@@ -3,6 +3,7 @@
 use super::epitome::Example;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::rng::SplitMix64;
+use crate::OptionError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,6 +142,20 @@ pub fn split_for(examples: &[Example], fold: Option<Fold>, dev_fraction: f64, se
         Some(fold) => split_fold(examples, fold, seed),
         None => split_dev(examples, dev_fraction, seed),
     }
+}
+
+/// Checks the split settings a command takes (`--dev-fraction`, `--fold`), naming the flag.
+pub fn check_split_options(dev_fraction: f64, fold: Option<Fold>) -> Result<(), OptionError> {
+    OptionError::check(
+        fold.is_none_or(|f| f.count >= 2 && f.index < f.count),
+        "--fold",
+        "INDEX/COUNT with COUNT at least 2 and INDEX below COUNT",
+    )?;
+    OptionError::check(
+        (0.0..1.0).contains(&dev_fraction),
+        "--dev-fraction",
+        "in [0, 1)",
+    )
 }
 
 /// Which of `count` grouped folds is the dev side; written `INDEX/COUNT` (0-based index).

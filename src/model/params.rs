@@ -39,6 +39,19 @@ impl TrainPolicy {
     }
 }
 
+/// The variables registered in `varmap`, sorted by name: a training run's trainable tensors.
+pub fn registered_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let mut vars: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
 /// The tensors a model is built from: held in memory (a training run's starting point), or
 /// read from files as each layer asks (a loaded model, [`StoredTensors`]).
 pub enum Tensors {

@@ -11,13 +11,13 @@
 
 pub mod masking;
 
-use crate::data::{load_epitome, split_for, Example, Fold, LoadReport, Split};
+use crate::data::{check_split_options, load_epitome, split_for, Example, Fold, LoadReport, Split};
 use crate::digest::sha256_file;
 use crate::encoder::layers::Mode;
 use crate::encoder::{
     Encoder, MlmHead, PretrainedEncoder, TokenBatch, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
-use crate::model::params::{ParamSource, TrainPolicy};
+use crate::model::params::{registered_vars, ParamSource, TrainPolicy};
 use crate::progress::{Progress, Unit};
 use crate::rng::SplitMix64;
 use crate::text::{Encoded, TextEncoder};
@@ -110,16 +110,7 @@ impl PretrainOptions {
             "in (0, 1)",
         )?;
         OptionError::check(self.max_len >= 4, "--max-len", "at least 4")?;
-        OptionError::check(
-            (0.0..1.0).contains(&self.dev_fraction),
-            "--dev-fraction",
-            "in [0, 1)",
-        )?;
-        OptionError::check(
-            self.fold.is_none_or(|f| f.count >= 2 && f.index < f.count),
-            "--fold",
-            "INDEX/COUNT with COUNT at least 2 and INDEX below COUNT",
-        )
+        check_split_options(self.dev_fraction, self.fold)
     }
 
     /// The command that repeats this run (data and output left as placeholders).
@@ -199,9 +190,9 @@ pub struct MlmScore {
 pub struct MlmTrainer {
     encoder: Encoder,
     head: MlmHead,
-    varmap: VarMap,
-    /// The encoder's trainable tensors, then the head's, each part sorted.
+    /// The encoder's trainable tensors, then the head's, each part sorted by name.
     names: Vec<String>,
+    vars: Vec<Var>,
     /// How many of `names` are the encoder's.
     encoder_vars: usize,
     /// One optimizer each, for their own learning rates.
@@ -246,23 +237,18 @@ impl MlmTrainer {
             }
             .into());
         }
-        let mut names: Vec<String> = varmap
-            .data()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        names.sort_by_key(|n| (n.starts_with(HEAD_PREFIX), n.clone()));
-        let encoder_vars = names.partition_point(|n| !n.starts_with(HEAD_PREFIX));
-        let vars = |names: &[String]| names.iter().map(|n| var(&varmap, n)).collect();
+        let mut registered = registered_vars(&varmap);
+        // Stable: each part stays sorted by name.
+        registered.sort_by_key(|(n, _)| n.starts_with(HEAD_PREFIX));
+        let encoder_vars = registered.partition_point(|(n, _)| !n.starts_with(HEAD_PREFIX));
+        let (names, vars): (Vec<String>, Vec<Var>) = registered.into_iter().unzip();
         Ok(Self {
             encoder: model_encoder,
             head,
-            encoder_optimizer: AdamW::new(vars(&names[..encoder_vars]), weight_decay, 1e-8),
-            head_optimizer: AdamW::new(vars(&names[encoder_vars..]), weight_decay, 1e-8),
+            encoder_optimizer: AdamW::new(vars[..encoder_vars].to_vec(), weight_decay, 1e-8),
+            head_optimizer: AdamW::new(vars[encoder_vars..].to_vec(), weight_decay, 1e-8),
             encoder_vars,
-            varmap,
+            vars,
             names,
             dropout_rng: Mutex::new(SplitMix64::new(seed ^ 0x5EED)),
             pad_id: encoder.config.pad_token_id,
@@ -383,24 +369,12 @@ impl MlmTrainer {
             .into_iter()
             .map(|(name, t)| {
                 let t = match self.names[..self.encoder_vars].binary_search(&name) {
-                    Ok(_) => var(&self.varmap, &name).as_tensor().detach().copy()?,
+                    Ok(i) => self.vars[i].as_tensor().detach().copy()?,
                     Err(_) => t,
                 };
                 Ok((name, t))
             })
             .collect()
-    }
-}
-
-fn var(varmap: &VarMap, name: &str) -> Var {
-    match varmap
-        .data()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(name)
-    {
-        Some(v) => v.clone(),
-        None => unreachable!("{name} was listed from this varmap"),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::features::{featurize, Features};
 use crate::kernels;
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::model::loss::{one_hot, weighted_cross_entropy};
-use crate::model::params::{ParamSource, TrainPolicy};
+use crate::model::params::{registered_vars, ParamSource, TrainPolicy};
 use crate::model::{BiEncoder, ModelConfig, RESPONDER_PREFIX, SEEKER_PREFIX};
 use crate::predict::{batch_of, Scorer};
 use crate::progress::{Progress, Unit};
@@ -99,15 +99,7 @@ impl Trainer {
             }
             .into());
         }
-        let mut names: Vec<String> = varmap
-            .data()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        let vars = names.iter().map(|n| var(&varmap, n)).collect();
+        let (names, vars): (Vec<String>, Vec<Var>) = registered_vars(&varmap).into_iter().unzip();
         Ok(Self {
             model,
             optimizer: AdamW::new(vars, options.weight_decay, options.adam_eps),

@@ -307,17 +307,8 @@ impl TrainOptions {
     pub fn validate(&self) -> Result<(), crate::OptionError> {
         use crate::OptionError as O;
         O::check(self.epochs >= 1, "--epochs", "at least 1")?;
-        O::check(
-            self.fold.is_none_or(|f| f.count >= 2 && f.index < f.count),
-            "--fold",
-            "INDEX/COUNT with COUNT at least 2 and INDEX below COUNT",
-        )?;
+        crate::data::check_split_options(self.dev_fraction, self.fold)?;
         O::check(self.batch_size >= 1, "--batch-size", "at least 1")?;
-        O::check(
-            (0.0..1.0).contains(&self.dev_fraction),
-            "--dev-fraction",
-            "in [0, 1)",
-        )?;
         O::check((0.0..1.0).contains(&self.dropout), "--dropout", "in [0, 1)")?;
         O::check((0.0..1.0).contains(&self.warmup), "--warmup", "in [0, 1)")?;
         O::check(
