@@ -226,7 +226,8 @@ struct TileJob {
     /// The bias on the first pass over k; later passes add to what `y` holds.
     bias: Option<*const f32>,
     /// This tile's share of the panels the next tile group reads (one cache line per k in
-    /// each of `P` panels, `panel_stride` apart), to prefetch into L2 while it computes.
+    /// each of `P` panels, `panel_stride` apart), to prefetch into L2 while it computes. The
+    /// AVX-512 kernel prefetches; the AVX2 one ignores it (not measured on an AVX2 host).
     prefetch: Prefetch,
 }
 
