@@ -413,10 +413,21 @@ pub struct PretrainRecord {
     pub seconds: f64,
 }
 
-/// Reads `pretrain.json` beside an encoder's weights, where there is one.
+/// Reads `pretrain.json` beside an encoder's weights, where there is one; one that cannot be
+/// read is warned about and taken as absent.
 pub fn read_record(encoder_dir: &Path) -> Option<PretrainRecord> {
-    let text = std::fs::read_to_string(encoder_dir.join(PRETRAIN_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+    let path = encoder_dir.join(PRETRAIN_FILE);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(
+                "{} cannot be read ({e}): which posts its pretraining read is unknown",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Masked-LM training of `encoder` on the posts of the training side of the split in
