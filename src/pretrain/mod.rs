@@ -15,13 +15,14 @@ use crate::data::{check_split_options, load_epitome, split_for, Example, Fold, L
 use crate::digest::sha256_file;
 use crate::encoder::layers::Mode;
 use crate::encoder::{
-    Encoder, MlmHead, PretrainedEncoder, TokenBatch, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+    Encoder, EncoderError, MlmHead, PretrainedEncoder, TokenBatch, CONFIG_FILE, TOKENIZER_FILE,
+    WEIGHTS_FILE,
 };
 use crate::model::params::{registered_vars, ParamSource, TrainPolicy};
 use crate::progress::{Progress, Unit};
 use crate::rng::SplitMix64;
 use crate::text::{Encoded, TextEncoder};
-use crate::train::{batches_of_similar_length, linear_schedule, AdamW, Gradients};
+use crate::train::{batches_of_similar_length, linear_schedule, AdamW, Gradients, TrainError};
 use crate::{Error, OptionError};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -113,7 +114,8 @@ impl PretrainOptions {
         check_split_options(self.dev_fraction, self.fold)
     }
 
-    /// The command that repeats this run (data and output left as placeholders).
+    /// The command that repeats this run, its data and output paths written `DATA` and `OUT`
+    /// (they differ from machine to machine), as `train` records its command.
     pub fn command_line(&self) -> String {
         let base = Self::default();
         let mut flags = vec![format!(
@@ -153,17 +155,8 @@ pub enum PretrainError {
     NoMaskToken { path: PathBuf },
     #[error("the encoder {} has no {WORD_EMBEDDINGS}", path.display())]
     NoWordEmbeddings { path: PathBuf },
-    #[error("the encoder {} lacks tensors: {}", path.display(), names.join(", "))]
-    EncoderLacksTensors { path: PathBuf, names: Vec<String> },
     #[error("no training texts: raise --limit or lower --dev-fraction")]
     NoTexts,
-    #[error("the loss became {loss} at step {step}: lower --lr")]
-    Diverged { loss: f32, step: usize },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }
 
 /// Each post of `examples` once, seeker posts and responses alike, in dataset order.
@@ -195,6 +188,9 @@ pub struct MlmTrainer {
     vars: Vec<Var>,
     /// How many of `names` are the encoder's.
     encoder_vars: usize,
+    /// The encoder's tensors that do not train (the word embeddings, buffers, a pooler), as
+    /// loaded: the adapted encoder keeps them.
+    fixed: HashMap<String, Tensor>,
     /// One optimizer each, for their own learning rates.
     encoder_optimizer: AdamW,
     head_optimizer: AdamW,
@@ -213,6 +209,8 @@ impl MlmTrainer {
         device: &Device,
     ) -> Result<Self, Error> {
         let tensors = encoder.load_tensors(device)?;
+        // Tensor clones share their storage: this keeps nothing alive that the model does not.
+        let mut fixed = tensors.clone();
         let word_embeddings = tensors.get(WORD_EMBEDDINGS).cloned().ok_or_else(|| {
             PretrainError::NoWordEmbeddings {
                 path: encoder.weights_path(),
@@ -231,7 +229,7 @@ impl MlmTrainer {
         let head = MlmHead::load(vb, &encoder.config, word_embeddings)?;
         let missing = source.missing();
         if !missing.is_empty() {
-            return Err(PretrainError::EncoderLacksTensors {
+            return Err(TrainError::EncoderLacksTensors {
                 path: encoder.weights_path(),
                 names: missing,
             }
@@ -242,12 +240,14 @@ impl MlmTrainer {
         registered.sort_by_key(|(n, _)| n.starts_with(HEAD_PREFIX));
         let encoder_vars = registered.partition_point(|(n, _)| !n.starts_with(HEAD_PREFIX));
         let (names, vars): (Vec<String>, Vec<Var>) = registered.into_iter().unzip();
+        fixed.retain(|name, _| !names.contains(name));
         Ok(Self {
             encoder: model_encoder,
             head,
             encoder_optimizer: AdamW::new(vars[..encoder_vars].to_vec(), weight_decay, 1e-8),
             head_optimizer: AdamW::new(vars[encoder_vars..].to_vec(), weight_decay, 1e-8),
             encoder_vars,
+            fixed,
             vars,
             names,
             dropout_rng: Mutex::new(SplitMix64::new(seed ^ 0x5EED)),
@@ -323,14 +323,9 @@ impl MlmTrainer {
     ) -> Result<f32, Error> {
         let (loss, gradients) = self.gradients(texts, masked)?;
         if !loss.is_finite() {
-            return Err(PretrainError::Diverged { loss, step }.into());
+            return Err(TrainError::Diverged { loss, step }.into());
         }
-        let norm = AdamW::global_norm(&gradients);
-        let scale = if norm > max_grad_norm {
-            max_grad_norm / (norm + 1e-6)
-        } else {
-            1.0
-        };
+        let (_, scale) = AdamW::clipping(&gradients, max_grad_norm);
         let (encoder, head) = gradients.split_at(self.encoder_vars);
         self.encoder_optimizer.step(encoder, lr, scale)?;
         self.head_optimizer.step(head, head_lr, scale)?;
@@ -359,22 +354,14 @@ impl MlmTrainer {
         })
     }
 
-    /// Every tensor of `original` (the encoder as loaded), the trained ones at their current
-    /// values; the head is left out.
-    pub fn adapted_tensors(
-        &self,
-        original: HashMap<String, Tensor>,
-    ) -> Result<HashMap<String, Tensor>, Error> {
-        original
-            .into_iter()
-            .map(|(name, t)| {
-                let t = match self.names[..self.encoder_vars].binary_search(&name) {
-                    Ok(i) => self.vars[i].as_tensor().detach().copy()?,
-                    Err(_) => t,
-                };
-                Ok((name, t))
-            })
-            .collect()
+    /// Every tensor of the encoder as loaded, the trained ones at their current values; the
+    /// head is left out.
+    pub fn adapted_tensors(&self) -> Result<HashMap<String, Tensor>, Error> {
+        let mut tensors = self.fixed.clone();
+        for (name, var) in self.names.iter().zip(&self.vars).take(self.encoder_vars) {
+            tensors.insert(name.clone(), var.as_tensor().detach().copy()?);
+        }
+        Ok(tensors)
     }
 }
 
@@ -550,17 +537,15 @@ pub fn pretrain(
         history.push(record);
     }
 
-    let tensors = trainer.adapted_tensors(encoder.load_tensors(&device)?)?;
+    let tensors = trainer.adapted_tensors()?;
     let weights_path = encoder.weights_path();
     let record = PretrainRecord {
         command: options.command_line(),
         options: options.clone(),
         source_encoder: encoder_source.to_owned(),
-        source_weights_sha256: sha256_file(&weights_path).map_err(|source| {
-            PretrainError::Write {
-                path: weights_path.clone(),
-                source,
-            }
+        source_weights_sha256: sha256_file(&weights_path).map_err(|e| EncoderError::Invalid {
+            path: weights_path.clone(),
+            message: format!("cannot read the weights: {e}"),
         })?,
         data: report,
         split,
@@ -622,25 +607,21 @@ fn write_encoder(
     tensors: &HashMap<String, Tensor>,
     record: &PretrainRecord,
 ) -> Result<(), Error> {
-    let io_err = |path: &Path, source| PretrainError::Write {
+    let io_err = |path: &Path, source| Error::Write {
         path: path.to_path_buf(),
         source,
     };
-    crate::atomic::replace_dir(
-        out,
-        |p, e| Error::from(io_err(p, e)),
-        |staging| {
-            for file in [CONFIG_FILE, TOKENIZER_FILE] {
-                let to = staging.join(file);
-                std::fs::copy(source_dir.join(file), &to).map_err(|e| io_err(&to, e))?;
-            }
-            candle_core::safetensors::save(tensors, staging.join(WEIGHTS_FILE))?;
-            let json = serde_json::to_string_pretty(record).unwrap_or_default();
-            let path = staging.join(PRETRAIN_FILE);
-            std::fs::write(&path, json + "\n").map_err(|e| io_err(&path, e))?;
-            Ok(())
-        },
-    )
+    crate::atomic::replace_dir(out, io_err, |staging| {
+        for file in [CONFIG_FILE, TOKENIZER_FILE] {
+            let to = staging.join(file);
+            std::fs::copy(source_dir.join(file), &to).map_err(|e| io_err(&to, e))?;
+        }
+        candle_core::safetensors::save(tensors, staging.join(WEIGHTS_FILE))?;
+        let json = serde_json::to_string_pretty(record).unwrap_or_default();
+        let path = staging.join(PRETRAIN_FILE);
+        std::fs::write(&path, json + "\n").map_err(|e| io_err(&path, e))?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

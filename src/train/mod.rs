@@ -186,12 +186,7 @@ impl Trainer {
         seeker_states: &[&Tensor],
     ) -> Result<StepStats, Error> {
         let (loss, gradients) = self.gradients(batch, seeker_states)?;
-        let norm = AdamW::global_norm(&gradients);
-        let scale = if norm > self.options.max_grad_norm {
-            self.options.max_grad_norm / (norm + 1e-6)
-        } else {
-            1.0
-        };
+        let (norm, scale) = AdamW::clipping(&gradients, self.options.max_grad_norm);
         let lr = self.learning_rate();
         self.optimizer.step(&gradients, lr, scale)?;
         self.steps_done += 1;

@@ -64,6 +64,18 @@ impl AdamW {
         sums.iter().sum::<f64>().sqrt()
     }
 
+    /// The gradients' global norm and the factor that clips it to `max_norm`, as
+    /// `torch.nn.utils.clip_grad_norm_` scales: 1 when the norm is within it.
+    pub fn clipping(gradients: &[Option<Vec<f32>>], max_norm: f64) -> (f64, f64) {
+        let norm = Self::global_norm(gradients);
+        let scale = if norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
+        (norm, scale)
+    }
+
     /// One update at learning rate `lr`, gradients scaled by `grad_scale` (clipping).
     pub fn step(&mut self, gradients: &[Option<Vec<f32>>], lr: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
