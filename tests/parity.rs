@@ -9,7 +9,7 @@ use epitome::encoder::layers::Mode;
 use epitome::encoder::{Encoder, PretrainedEncoder, TokenBatch};
 use epitome::model::import::{read_checkpoint, rename_original};
 use epitome::model::params::{ParamSource, TrainPolicy};
-use epitome::model::{BiEncoder, ModelConfig, ResponderSharing};
+use epitome::model::{BiEncoder, LevelPooling, ModelConfig, ResponderSharing};
 use epitome::Mechanism;
 
 fn check_encoder(dir: &std::path::Path, reference: &serde_json::Value) {
@@ -140,6 +140,7 @@ fn tiny_original(
         pad_to_max_len: false,
         level_offsets: Default::default(),
         level_head: Default::default(),
+        level_pooling: Default::default(),
     };
     (pretrained, tensors, config)
 }
@@ -206,8 +207,15 @@ fn check_original_biencoder(checkpoint: &str) {
 /// padded, and masked).
 #[test]
 fn folded_heads_agree_with_the_heads_as_trained() {
+    for pooling in [LevelPooling::First, LevelPooling::Mean] {
+        folded_heads_agree_with_the_heads_as_trained_when(pooling);
+    }
+}
+
+fn folded_heads_agree_with_the_heads_as_trained_when(pooling: LevelPooling) {
     let dev = Device::Cpu;
-    let (pretrained, tensors, config) = tiny_original("model.safetensors", true);
+    let (pretrained, tensors, mut config) = tiny_original("model.safetensors", true);
+    config.level_pooling = pooling;
     let loaded = ParamSource::load(tensors.clone());
     let folded = BiEncoder::load(loaded.var_builder(&dev), &pretrained.config, &config).unwrap();
     let policy = TrainPolicy {
@@ -248,8 +256,11 @@ fn folded_heads_agree_with_the_heads_as_trained() {
     let (a, b) = (run(&folded), run(&trained));
     let level = largest_difference(&a.level, &b.level);
     let rationale = largest_difference(&a.rationale, &b.rationale);
-    assert!(level < 1e-5, "level logits differ by {level}");
-    assert!(rationale < 1e-5, "rationale logits differ by {rationale}");
+    assert!(level < 1e-5, "{pooling:?}: level logits differ by {level}");
+    assert!(
+        rationale < 1e-5,
+        "{pooling:?}: rationale logits differ by {rationale}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use common::*;
 use epitome::data::load_epitome;
 use epitome::encoder::PretrainedEncoder;
 use epitome::features::{featurize, Features};
-use epitome::model::{LevelHead, ResponderSharing};
+use epitome::model::{LevelHead, LevelPooling, ResponderSharing};
 use epitome::train::{ClassWeighting, LevelLossWeights, LevelWeighting, TrainOptions, Trainer};
 use epitome::Mechanism;
 
@@ -55,13 +55,15 @@ fn options(responder: ResponderSharing, train_embeddings: bool) -> TrainOptions 
 
 #[test]
 fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
-    for (responder, level_head) in [
-        (ResponderSharing::Shared, LevelHead::Softmax),
-        (ResponderSharing::Separate, LevelHead::Softmax),
-        (ResponderSharing::Shared, LevelHead::Ordinal),
+    for (responder, level_head, level_pooling) in [
+        (ResponderSharing::Shared, LevelHead::Softmax, LevelPooling::First),
+        (ResponderSharing::Separate, LevelHead::Softmax, LevelPooling::First),
+        (ResponderSharing::Shared, LevelHead::Ordinal, LevelPooling::First),
+        (ResponderSharing::Shared, LevelHead::Softmax, LevelPooling::Mean),
     ] {
         let (mut trainer, features) = setup(&TrainOptions {
             level_head,
+            level_pooling,
             ..options(responder, true)
         });
         let refs: Vec<&Features> = features.iter().collect();

@@ -12,7 +12,7 @@ use epitome::encoder::fetch::{
 };
 use epitome::encoder::PretrainedEncoder;
 use epitome::evaluate::{evaluate_bundle, EvalSplit};
-use epitome::model::{LevelHead, ResponderSharing};
+use epitome::model::{LevelHead, LevelPooling, ResponderSharing};
 use epitome::predict::{predict_file, predict_pairs, FileRun, PairPrediction, Shard};
 use epitome::pretrain::PretrainOptions;
 use epitome::progress::{Progress, Unit};
@@ -650,6 +650,10 @@ struct TrainArgs {
     /// P(level = 2 | level ≥ 1), so that level 1 learns from every pair).
     #[arg(long, value_enum)]
     level_head: Option<LevelHead>,
+    /// Response state the level head reads: the first token (the paper's) or the mean of the
+    /// response's tokens (how the default encoder was trained to be read).
+    #[arg(long, value_enum)]
+    level_pooling: Option<LevelPooling>,
     /// Fraction of steps with a linear learning-rate warm-up.
     #[arg(long)]
     warmup: Option<f64>,
@@ -682,6 +686,7 @@ impl TrainArgs {
             level_loss_weights,
             train_embeddings,
             level_head,
+            level_pooling,
             warmup,
             weight_decay
         );

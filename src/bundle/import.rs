@@ -61,6 +61,7 @@ pub fn import_original(
         pad_to_max_len: true,
         level_offsets: Default::default(),
         level_head: Default::default(),
+        level_pooling: Default::default(),
     };
     let mut fine_tuned: HashMap<String, Tensor> = HashMap::new();
     let mut seeker: Option<(PathBuf, HashMap<String, Tensor>)> = None;

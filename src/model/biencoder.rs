@@ -1,6 +1,7 @@
 //! The multi-task bi-encoder of Sharma et al. (2020): a frozen seeker encoder, a fine-tuned
 //! responder encoder, one-head attention from response tokens to seeker tokens added
-//! residually, a level head on the first response token and a rationale head on every token.
+//! residually, a level head on the first response token (or the mean of the response tokens,
+//! [`LevelPooling`]) and a rationale head on every token.
 //!
 //! Names of the per-mechanism layers are the original code's (`attn.q_linear`,
 //! `empathy_classifier.dense`, ...) under the mechanism's code, so original checkpoints map on
@@ -9,11 +10,12 @@
 use super::folded::FoldedAttention;
 use super::level_head::LevelHead;
 use super::offsets::LevelOffsets;
+use super::pooling::LevelPooling;
 use crate::encoder::layers::{Dropout, Linear, Mode};
 use crate::encoder::{Encoder, EncoderConfig, TokenBatch};
 use crate::kernels::{self, Precision};
 use crate::mechanism::Mechanism;
-use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +51,10 @@ pub struct ModelConfig {
     /// the same reason.
     #[serde(default, skip_serializing_if = "LevelHead::is_softmax")]
     pub level_head: LevelHead,
+    /// Which response state the level head reads; absent from bundle.json when it is the
+    /// paper's first token, for the same reason.
+    #[serde(default, skip_serializing_if = "LevelPooling::is_first")]
+    pub level_pooling: LevelPooling,
 }
 
 pub const SEEKER_PREFIX: &str = "seeker";
@@ -174,11 +180,13 @@ impl SeekerSide {
     }
 }
 
-/// What the heads need from the responder encoder(s): their states and every mechanism's
-/// queries, which likewise need nothing of the seeker.
+/// What the heads need from the responder encoder(s): their states, every mechanism's
+/// queries, which likewise need nothing of the seeker, and which tokens are real.
 pub struct ResponseSide {
     states: Vec<Tensor>,
     queries: Vec<Tensor>,
+    /// (batch, response tokens): 1 for real tokens, 0 for padding.
+    mask: Tensor,
 }
 
 struct MechanismLayers {
@@ -317,7 +325,7 @@ impl BiEncoder {
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
         let responses = self.encode_responses(response, mode)?;
-        self.heads(seeker_states, seeker_mask, &responses, mode)
+        self.heads(seeker_states, seeker_mask, &responses, &response.mask, mode)
     }
 
     /// Hidden states of the responder encoder(s): one tensor when shared, one per mechanism
@@ -352,10 +360,11 @@ impl BiEncoder {
         seeker_states: &Tensor,
         seeker_mask: &Tensor,
         responses: &[Tensor],
+        response_mask: &Tensor,
         mode: Mode,
     ) -> Result<Vec<MechanismLogits>> {
         let seeker = self.seeker_side(seeker_states, seeker_mask)?;
-        let response = self.response_side(responses.to_vec())?;
+        let response = self.response_side(responses.to_vec(), response_mask)?;
         self.heads_of(&seeker, &response, mode)
     }
 
@@ -384,8 +393,9 @@ impl BiEncoder {
         Ok(SeekerSide { keys, lengths })
     }
 
-    /// The responder's part of the heads (see [`ResponseSide`]), from `encode_responses`.
-    pub fn response_side(&self, states: Vec<Tensor>) -> Result<ResponseSide> {
+    /// The responder's part of the heads (see [`ResponseSide`]), from `encode_responses` and
+    /// the response batch's mask.
+    pub fn response_side(&self, states: Vec<Tensor>, mask: &Tensor) -> Result<ResponseSide> {
         let queries = match &self.folded {
             Some(folded) => self
                 .mechanisms
@@ -399,7 +409,11 @@ impl BiEncoder {
                 .map(|m| m.attention.q.forward(&states[m.responder]))
                 .collect::<Result<_>>()?,
         };
-        Ok(ResponseSide { states, queries })
+        Ok(ResponseSide {
+            states,
+            queries,
+            mask: mask.clone(),
+        })
     }
 
     /// The per-mechanism layers, from both encoders' parts.
@@ -430,8 +444,8 @@ impl BiEncoder {
                     m.attention
                         .attend(queries, keys, &seeker.lengths, self.dropout, mode)?;
                 let hr = (hr + self.dropout.forward(&attended, mode)?)?;
-                let first = hr.i((.., 0, ..))?;
-                let x = self.dropout.forward(&first, mode)?;
+                let pooled = self.config.level_pooling.pool(&hr, &response.mask)?;
+                let x = self.dropout.forward(&pooled, mode)?;
                 let level = self.level_scores(m, &x, mode)?;
                 // After the level head's dropout: training draws its masks in this order.
                 let rationale = m.rationale.forward(&self.dropout.forward(&hr, mode)?)?;
@@ -464,20 +478,24 @@ impl BiEncoder {
                     seeker_lengths,
                     None,
                 )?;
-                let out = f.outputs(&response.states[m.responder], &context)?;
+                let out = f.outputs(
+                    &response.states[m.responder],
+                    &context,
+                    self.config.level_pooling,
+                    &response.mask,
+                )?;
                 Ok(MechanismLogits {
                     mechanism: m.mechanism,
-                    level: self.level_scores(m, &out.first, Mode::Infer)?,
+                    level: self.level_scores(m, &out.pooled, Mode::Infer)?,
                     rationale: out.rationale,
                 })
             })
             .collect()
     }
 
-    /// The level head on the first response token's state `first` (after the attention and
-    /// its dropout).
-    fn level_scores(&self, m: &MechanismLayers, first: &Tensor, mode: Mode) -> Result<Tensor> {
-        let x = m.level_dense.forward(first)?.relu()?;
+    /// The level head on the pooled response state (after the attention and its dropout).
+    fn level_scores(&self, m: &MechanismLayers, pooled: &Tensor, mode: Mode) -> Result<Tensor> {
+        let x = m.level_dense.forward(pooled)?.relu()?;
         let x = self.dropout.forward(&x, mode)?;
         self.config
             .level_head

@@ -11,10 +11,11 @@
 //!
 //! So the response tokens attend straight to the seeker states: no keys or values are computed
 //! (they were two products per seeker token per mechanism, for every pair, since a file's
-//! seeker cache holds states), and the full output product runs for the first response token only
-//! (the level head's), every other token needing two columns of it. Equal to the unfolded
+//! seeker cache holds states), and the full output product runs once per response, on the
+//! pooled context (the level head's), every other token needing two columns of it. Equal to the unfolded
 //! heads up to rounding; training keeps them unfolded, as the products of learned weights.
 
+use super::pooling::LevelPooling;
 use crate::encoder::layers::Linear;
 use candle_core::{DType, Module, Result, Tensor};
 
@@ -31,8 +32,8 @@ pub(super) struct FoldedAttention {
 
 /// What the level and rationale heads take from the response states and the attention.
 pub(super) struct FoldedOutputs {
-    /// (batch, hidden): the first response token's state after the residual attention.
-    pub first: Tensor,
+    /// (batch, hidden): the pooled response state after the residual attention.
+    pub pooled: Tensor,
     /// (batch, response tokens, 2)
     pub rationale: Tensor,
 }
@@ -87,14 +88,23 @@ impl FoldedAttention {
         self.query.forward(response)
     }
 
-    /// The first token's state and the rationale logits, from the response states and the
-    /// raw context (batch, response tokens, hidden) that the queries attended to.
-    pub fn outputs(&self, response: &Tensor, context: &Tensor) -> Result<FoldedOutputs> {
-        let first_context = context.narrow(1, 0, 1)?.squeeze(1)?;
-        let first_response = response.narrow(1, 0, 1)?.squeeze(1)?;
-        let first = (first_response + self.output.forward(&first_context)?)?;
+    /// The pooled state and the rationale logits, from the response states, the raw context
+    /// (batch, response tokens, hidden) that the queries attended to, and the response mask.
+    /// The attention's output is affine in the context, so pooling the context first and
+    /// applying it once equals pooling its outputs: one row's product per response, not one
+    /// per token.
+    pub fn outputs(
+        &self,
+        response: &Tensor,
+        context: &Tensor,
+        pooling: LevelPooling,
+        mask: &Tensor,
+    ) -> Result<FoldedOutputs> {
+        let pooled_context = pooling.pool(context, mask)?;
+        let pooled_response = pooling.pool(response, mask)?;
+        let pooled = (pooled_response + self.output.forward(&pooled_context)?)?;
         let rationale = (self.rationale_response.forward(response)?
             + self.rationale_context.forward(context)?)?;
-        Ok(FoldedOutputs { first, rationale })
+        Ok(FoldedOutputs { pooled, rationale })
     }
 }

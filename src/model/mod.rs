@@ -7,6 +7,7 @@ mod level_head;
 pub mod loss;
 pub mod offsets;
 pub mod params;
+mod pooling;
 
 pub use biencoder::{
     BiEncoder, MechanismLogits, ModelConfig, ResponderSharing, SeekerSide, RESPONDER_PREFIX,
@@ -14,6 +15,7 @@ pub use biencoder::{
 };
 pub use level_head::LevelHead;
 pub use offsets::LevelOffsets;
+pub use pooling::LevelPooling;
 
 /// candle attaches a backtrace to its errors when RUST_BACKTRACE is set: kilobytes of build
 /// paths that tell a user nothing. The message is what comes before it.

@@ -57,7 +57,7 @@ impl Scorer<'_> {
         let response_side = || {
             let precision = self.model.precision();
             let states = self.model.encode_responses_at(&response_batch, precision)?;
-            self.model.response_side(states)
+            self.model.response_side(states, &response_batch.mask)
         };
         let (seeker, response) = if seekers.len() <= PARALLEL_ENCODERS_MAX_PAIRS {
             kernels::join_single_threaded(seeker_side, response_side)
@@ -85,7 +85,7 @@ impl Scorer<'_> {
     ) -> Result<Vec<Vec<MechanismScore>>> {
         let batch = padded_batch_of(responses, self.pad_id, self.pad_to(), self.device)?;
         let states = self.model.encode_responses_at(&batch, precision)?;
-        let response = self.model.response_side(states)?;
+        let response = self.model.response_side(states, &batch.mask)?;
         let logits = self.model.heads_of(seeker, &response, Mode::Infer)?;
         self.scores(&logits, responses)
     }

@@ -74,6 +74,7 @@ impl Trainer {
             pad_to_max_len: false,
             level_offsets: Default::default(),
             level_head: options.level_head,
+            level_pooling: options.level_pooling,
         };
         let tensors = bundle::assemble(&config, encoder.load_tensors(device)?, HashMap::new());
         let varmap = VarMap::new();

@@ -1,7 +1,7 @@
 //! Training settings: the defaults for the default encoder, and the paper's preset.
 
 use crate::mechanism::Mechanism;
-use crate::model::{LevelHead, ResponderSharing};
+use crate::model::{LevelHead, LevelPooling, ResponderSharing};
 use serde::{Deserialize, Serialize};
 
 /// How the level loss weighs the three levels.
@@ -199,6 +199,10 @@ pub struct TrainOptions {
     /// no entry).
     #[serde(default)]
     pub level_head: LevelHead,
+    /// Which response state the level head reads (the paper's first token unless set;
+    /// bundles made before it have no entry).
+    #[serde(default)]
+    pub level_pooling: LevelPooling,
     /// Each mechanism's weight on its level loss, on top of `lambda_ei` (1 each unless set;
     /// bundles made before it have no entry).
     #[serde(default)]
@@ -230,6 +234,7 @@ impl TrainOptions {
             class_weights: LevelWeighting::all(ClassWeighting::None),
             train_embeddings: true,
             level_head: LevelHead::Softmax,
+            level_pooling: LevelPooling::First,
             level_loss_weights: LevelLossWeights::default(),
         }
     }
@@ -289,6 +294,11 @@ impl TrainOptions {
         if self.level_head != base.level_head {
             if let Some(v) = self.level_head.to_possible_value() {
                 flags.push(format!("--level-head {}", v.get_name()));
+            }
+        }
+        if self.level_pooling != base.level_pooling {
+            if let Some(v) = self.level_pooling.to_possible_value() {
+                flags.push(format!("--level-pooling {}", v.get_name()));
             }
         }
         if let Some(split_seed) = self.split_seed {
