@@ -165,6 +165,48 @@ fn a_mechanisms_level_loss_weight_scales_what_its_level_head_learns() {
     assert_eq!(norms(1.0, er), norms(0.0, er));
 }
 
+/// Adam's first step moves every value whose gradient is not tiny by its learning rate, in
+/// the gradient's direction: so the largest change of a tensor is its learning rate.
+#[test]
+fn the_new_layers_learn_at_the_head_learning_rate_and_the_encoder_at_its_own() {
+    let (lr, head_lr) = (1e-4, 1e-3);
+    let (mut trainer, features) = setup(&TrainOptions {
+        dropout: 0.0,
+        weight_decay: 0.0,
+        lr,
+        head_lr: Some(head_lr),
+        ..options(ResponderSharing::Shared, false)
+    });
+    let refs: Vec<&Features> = features.iter().collect();
+    let states = trainer.encode_seekers(&refs, |_| {}).unwrap();
+    let state_refs: Vec<_> = states.iter().collect();
+    let before = trainer.snapshot().unwrap();
+    let stats = trainer.step(&refs, &state_refs).unwrap();
+    assert_eq!(stats.lr, lr);
+    let after = trainer.snapshot().unwrap();
+    let largest_change = |name: &str| -> f64 {
+        let d = (&after[name] - &before[name]).unwrap().abs().unwrap();
+        d.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+    };
+    for name in trainer.trainable_names() {
+        // A key's bias adds the same to every score of a query, which the softmax ignores:
+        // its gradient is rounding.
+        if name.ends_with("k_linear.bias") || name.ends_with("key.bias") {
+            continue;
+        }
+        let want = if name.starts_with("responder.") {
+            lr
+        } else {
+            head_lr
+        };
+        let got = largest_change(name);
+        assert!(
+            (got / want - 1.0).abs() < 0.02,
+            "{name} moved by at most {got}, not {want}"
+        );
+    }
+}
+
 #[test]
 fn frozen_word_embeddings_are_not_trainable() {
     let (trainer, _) = setup(&options(ResponderSharing::Shared, false));

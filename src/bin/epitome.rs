@@ -603,6 +603,10 @@ struct TrainArgs {
     /// Peak learning rate of AdamW.
     #[arg(long)]
     lr: Option<f64>,
+    /// Peak learning rate of the layers new to the model (cross-attention, level and
+    /// rationale heads), which start from random values [default: --lr].
+    #[arg(long)]
+    head_lr: Option<f64>,
     /// Weight of the level loss.
     #[arg(long)]
     lambda_ei: Option<f64>,
@@ -690,6 +694,7 @@ impl TrainArgs {
             warmup,
             weight_decay
         );
+        o.head_lr = self.head_lr.or(o.head_lr);
         o.limit = self.limit;
         o.fold = self.fold;
         o.split_seed = self.split_seed;

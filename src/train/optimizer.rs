@@ -15,6 +15,8 @@ pub type Gradients = Vec<Option<Vec<f32>>>;
 
 pub struct AdamW {
     vars: Vec<Var>,
+    /// Each variable's learning rate as a multiple of the step's (1 unless set).
+    lr_scales: Vec<f64>,
     first: Vec<Vec<f32>>,
     second: Vec<Vec<f32>>,
     step: i32,
@@ -29,6 +31,7 @@ impl AdamW {
         let first = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
         let second = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
         Self {
+            lr_scales: vec![1.0; vars.len()],
             vars,
             first,
             second,
@@ -38,6 +41,13 @@ impl AdamW {
             eps,
             weight_decay,
         }
+    }
+
+    /// Each variable's learning rate as `scale(index)` times the step's: new layers may learn
+    /// faster than the pretrained ones they sit on.
+    pub fn with_lr_scales(mut self, scale: impl Fn(usize) -> f64) -> Self {
+        self.lr_scales = (0..self.vars.len()).map(scale).collect();
+        self
     }
 
     /// The gradients of the optimised variables, flattened; `None` where a variable got none.
@@ -82,7 +92,7 @@ impl AdamW {
         let (b1, b2) = (self.beta1, self.beta2);
         let bias1 = 1.0 - b1.powi(self.step);
         let bias2 = 1.0 - b2.powi(self.step);
-        let constants = Constants {
+        let constants = |lr: f64| Constants {
             b1: b1 as f32,
             b2: b2 as f32,
             scale: grad_scale as f32,
@@ -94,14 +104,15 @@ impl AdamW {
         // Parameters update independently: one rayon task each (the large ones dominate).
         self.vars
             .par_iter()
+            .zip(&self.lr_scales)
             .zip(self.first.par_iter_mut().zip(self.second.par_iter_mut()))
             .zip(gradients.par_iter())
-            .try_for_each(|((var, (m, v)), g)| -> Result<()> {
+            .try_for_each(|(((var, &lr_scale), (m, v)), g)| -> Result<()> {
                 let Some(g) = g else { return Ok(()) };
                 var.as_tensor().inplace_op1(&Update {
                     gradient: g,
                     moments: RefCell::new((m, v)),
-                    constants,
+                    constants: constants(lr * lr_scale),
                 })
             })?;
         Ok(())

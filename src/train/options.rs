@@ -170,6 +170,11 @@ pub struct TrainOptions {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    /// Peak learning rate of the layers new to the model (the cross-attention and both
+    /// heads), which start from random values; `lr` unless set (bundles made before it have
+    /// no entry).
+    #[serde(default)]
+    pub head_lr: Option<f64>,
     /// Fraction of the steps spent warming the learning rate up linearly from 0.
     pub warmup: f64,
     pub weight_decay: f64,
@@ -210,6 +215,11 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// The peak learning rate of the new layers.
+    pub fn head_lr(&self) -> f64 {
+        self.head_lr.unwrap_or(self.lr)
+    }
+
     /// The original code's settings (tuned there for RoBERTa-base): one model per mechanism,
     /// lr 2e-5 for 4 epochs, batch 32, no warm-up, no weight decay, everything fine-tuned.
     pub fn paper() -> Self {
@@ -217,6 +227,7 @@ impl TrainOptions {
             epochs: 4,
             batch_size: 32,
             lr: 2e-5,
+            head_lr: None,
             warmup: 0.0,
             weight_decay: 0.0,
             adam_eps: 1e-8,
@@ -301,6 +312,9 @@ impl TrainOptions {
                 flags.push(format!("--level-pooling {}", v.get_name()));
             }
         }
+        if let Some(head_lr) = self.head_lr {
+            flags.push(format!("--head-lr {head_lr}"));
+        }
         if let Some(split_seed) = self.split_seed {
             flags.push(format!("--split-seed {split_seed}"));
         }
@@ -324,6 +338,11 @@ impl TrainOptions {
         O::check(
             self.lr > 0.0 && self.lr.is_finite(),
             "--lr",
+            "a positive number",
+        )?;
+        O::check(
+            self.head_lr.is_none_or(|lr| lr > 0.0 && lr.is_finite()),
+            "--head-lr",
             "a positive number",
         )?;
         O::check(self.max_len >= 4, "--max-len", "at least 4")?;
