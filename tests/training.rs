@@ -56,10 +56,26 @@ fn options(responder: ResponderSharing, train_embeddings: bool) -> TrainOptions 
 #[test]
 fn every_trainable_tensor_gets_a_gradient_and_changes_while_the_seeker_stays() {
     for (responder, level_head, level_pooling) in [
-        (ResponderSharing::Shared, LevelHead::Softmax, LevelPooling::First),
-        (ResponderSharing::Separate, LevelHead::Softmax, LevelPooling::First),
-        (ResponderSharing::Shared, LevelHead::Ordinal, LevelPooling::First),
-        (ResponderSharing::Shared, LevelHead::Softmax, LevelPooling::Mean),
+        (
+            ResponderSharing::Shared,
+            LevelHead::Softmax,
+            LevelPooling::First,
+        ),
+        (
+            ResponderSharing::Separate,
+            LevelHead::Softmax,
+            LevelPooling::First,
+        ),
+        (
+            ResponderSharing::Shared,
+            LevelHead::Ordinal,
+            LevelPooling::First,
+        ),
+        (
+            ResponderSharing::Shared,
+            LevelHead::Softmax,
+            LevelPooling::Mean,
+        ),
     ] {
         let (mut trainer, features) = setup(&TrainOptions {
             level_head,
@@ -186,7 +202,12 @@ fn the_new_layers_learn_at_the_head_learning_rate_and_the_encoder_at_its_own() {
     let after = trainer.snapshot().unwrap();
     let largest_change = |name: &str| -> f64 {
         let d = (&after[name] - &before[name]).unwrap().abs().unwrap();
-        d.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() as f64
+        d.flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
     };
     for name in trainer.trainable_names() {
         // A key's bias adds the same to every score of a query, which the softmax ignores:

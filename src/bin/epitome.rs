@@ -1657,6 +1657,8 @@ mod tests {
         options.class_weights = "ER=none,IP=sqrt,EX=inverse".parse().unwrap();
         options.fold = Some(epitome::data::Fold { index: 1, count: 5 });
         options.level_head = LevelHead::Ordinal;
+        options.level_pooling = LevelPooling::Mean;
+        options.head_lr = Some(2.4e-4);
         options.level_loss_weights = "IP=2,EX=0.5".parse().unwrap();
         options.split_seed = Some(12);
         let line = options.command_line();

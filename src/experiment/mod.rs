@@ -415,6 +415,10 @@ mod tests {
         let ordinal: Recipe = "ord:level_head=ordinal".parse().unwrap();
         assert_eq!(ordinal.options.level_head, crate::model::LevelHead::Ordinal);
         assert!("x:level_head=cubic".parse::<Recipe>().is_err());
+        let mean: Recipe = "mean:level_pooling=mean,head_lr=0.00024".parse().unwrap();
+        assert_eq!(mean.options.level_pooling, crate::model::LevelPooling::Mean);
+        assert_eq!(mean.options.head_lr, Some(0.00024));
+        assert!("x:head_lr=0".parse::<Recipe>().is_err());
         assert!("x:colour=blue".parse::<Recipe>().is_err());
         assert!("x:epochs=0".parse::<Recipe>().is_err());
         assert!("../up".parse::<Recipe>().is_err());

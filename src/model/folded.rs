@@ -12,8 +12,9 @@
 //! So the response tokens attend straight to the seeker states: no keys or values are computed
 //! (they were two products per seeker token per mechanism, for every pair, since a file's
 //! seeker cache holds states), and the full output product runs once per response, on the
-//! pooled context (the level head's), every other token needing two columns of it. Equal to the unfolded
-//! heads up to rounding; training keeps them unfolded, as the products of learned weights.
+//! pooled context (the level head's), every other token needing two columns of it. Equal to
+//! the unfolded heads up to rounding; training keeps them unfolded, as the products of
+//! learned weights.
 
 use super::pooling::LevelPooling;
 use crate::encoder::layers::Linear;

@@ -78,14 +78,19 @@ mod tests {
     #[test]
     fn the_mean_passes_gradients_to_the_real_tokens_only() {
         let dev = Device::Cpu;
-        let states = candle_core::Var::from_tensor(
-            &Tensor::new(&[[[1f32], [2.], [3.]]], &dev).unwrap(),
-        )
-        .unwrap();
+        let states =
+            candle_core::Var::from_tensor(&Tensor::new(&[[[1f32], [2.], [3.]]], &dev).unwrap())
+                .unwrap();
         let mask = Tensor::new(&[[1f32, 1., 0.]], &dev).unwrap();
-        let loss = masked_mean(states.as_tensor(), &mask).unwrap().sum_all().unwrap();
+        let loss = masked_mean(states.as_tensor(), &mask)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(states.as_tensor()).unwrap();
-        assert_eq!(g.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.5, 0.5, 0.]);
+        assert_eq!(
+            g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0.5, 0.5, 0.]
+        );
     }
 }

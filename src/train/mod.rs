@@ -103,8 +103,8 @@ impl Trainer {
         let (names, vars): (Vec<String>, Vec<Var>) = registered_vars(&varmap).into_iter().unzip();
         // Everything outside the responder encoder(s) is new and starts from random values.
         let head_scale = options.head_lr() / options.lr;
-        let optimizer = AdamW::new(vars, options.weight_decay, options.adam_eps)
-            .with_lr_scales(|i| {
+        let optimizer =
+            AdamW::new(vars, options.weight_decay, options.adam_eps).with_lr_scales(|i| {
                 if names[i].starts_with(RESPONDER_PREFIX) {
                     1.0
                 } else {
