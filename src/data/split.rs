@@ -1,6 +1,6 @@
 //! Deterministic train/dev split, grouped by seeker post and stratified by level.
 
-use super::epitome::Example;
+use super::epitome::{Dataset, Example};
 use crate::mechanism::{Mechanism, NUM_LEVELS};
 use crate::rng::SplitMix64;
 use crate::OptionError;
@@ -141,6 +141,26 @@ pub fn split_for(examples: &[Example], fold: Option<Fold>, dev_fraction: f64, se
     match fold {
         Some(fold) => split_fold(examples, fold, seed),
         None => split_dev(examples, dev_fraction, seed),
+    }
+}
+
+impl Dataset {
+    /// The first `limit` pairs (all when `None`), the report counting them, and the split a
+    /// run with these settings draws from them ([`split_for`]): `epitome train` and the
+    /// `epitome pretrain` that prepares it read their sides through this one path.
+    pub fn for_run(
+        mut self,
+        limit: Option<usize>,
+        fold: Option<Fold>,
+        dev_fraction: f64,
+        seed: u64,
+    ) -> (Self, Split) {
+        if let Some(limit) = limit {
+            self.examples.truncate(limit);
+        }
+        self.report.pairs = self.examples.len();
+        let split = split_for(&self.examples, fold, dev_fraction, seed);
+        (self, split)
     }
 }
 

@@ -11,7 +11,7 @@
 
 pub mod masking;
 
-use crate::data::{check_split_options, load_epitome, split_for, Example, Fold, LoadReport, Split};
+use crate::data::{check_split_options, load_epitome, Dataset, Example, Fold, LoadReport, Split};
 use crate::digest::sha256_file;
 use crate::encoder::layers::Mode;
 use crate::encoder::{
@@ -430,15 +430,8 @@ pub fn pretrain(
     options.validate()?;
     let started = Instant::now();
     let device = Device::Cpu;
-    let dataset = load_epitome(data_dir)?;
-    let mut examples = dataset.examples;
-    if let Some(limit) = options.limit {
-        examples.truncate(limit);
-    }
-    let mut report = dataset.report;
-    report.pairs = examples.len();
-    let split = split_for(
-        &examples,
+    let (Dataset { examples, report }, split) = load_epitome(data_dir)?.for_run(
+        options.limit,
         options.fold,
         options.dev_fraction,
         options.split_seed,

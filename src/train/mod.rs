@@ -8,7 +8,7 @@ pub use optimizer::{linear_schedule, AdamW, Gradients};
 pub use options::{ClassWeighting, LevelLossWeights, LevelWeighting, TrainOptions};
 
 use crate::bundle::{self, BundleInfo, EncoderInfo};
-use crate::data::{load_epitome, split_for, Example, Split};
+use crate::data::{load_epitome, Dataset, Split};
 use crate::encoder::layers::Mode;
 use crate::encoder::{PretrainedEncoder, TokenBatch};
 use crate::evaluate::{evaluate, EvalReport};
@@ -429,12 +429,13 @@ pub fn train(
     options.validate()?;
     let started = Instant::now();
     let device = Device::Cpu;
-    let dataset = load_epitome(data_dir)?;
-    let mut report = dataset.report.clone();
-    let mut examples: Vec<Example> = dataset.examples;
-    if let Some(limit) = options.limit {
-        examples.truncate(limit);
-    }
+    let split_seed = options.split_seed.unwrap_or(options.seed);
+    let (Dataset { examples, report }, split) = load_epitome(data_dir)?.for_run(
+        options.limit,
+        options.fold,
+        options.dev_fraction,
+        split_seed,
+    );
     let not_found: usize = report.spans_not_found.iter().sum();
     let total_spans: usize = report.spans_total.iter().sum();
     tracing::info!(
@@ -444,9 +445,6 @@ pub fn train(
         "loaded annotations from {}",
         data_dir.display()
     );
-    report.pairs = examples.len();
-    let split_seed = options.split_seed.unwrap_or(options.seed);
-    let split = split_for(&examples, options.fold, options.dev_fraction, split_seed);
     let (train_set, dev_set) = split.partition(&examples);
     if train_set.is_empty() {
         return Err(TrainError::NoTrainingPairs.into());
